@@ -1,0 +1,39 @@
+# Thin wrappers over the medlib CLI. Every target sets up .venv/ first (idempotent).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# The CPU build of torch; on a CUDA machine use e.g. `make setup TORCH=torch==2.11.0 EXTRAS=gpu,dev`.
+TORCH ?= torch==2.13.0
+EXTRAS ?= cpu,dev
+STAMP := $(VENV)/.medlib-setup
+PARAMS ?= params/tiny.yaml
+
+.PHONY: setup reproduce test test-all lab lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name medlib --display-name "Python 3 (medlib)" >/dev/null
+	touch $(STAMP)
+
+reproduce: setup  ## build the tiny model + synthetic data, run every notebook into results/tiny/
+	$(BIN)/medlib run $(PARAMS)
+
+test: setup  ## unit tests + a papermill smoke run of every notebook
+	$(BIN)/python -m pytest -q
+
+test-all: setup  ## also the slow tests
+	$(BIN)/python -m pytest -q -m "not gpu"
+
+lab: setup  ## JupyterLab on the notebooks, with the medlib kernel
+	$(BIN)/jupyter lab notebooks/
+
+lint: setup
+	$(BIN)/ruff check medlib tests
+
+clean:
+	rm -rf runs/tiny results/tiny

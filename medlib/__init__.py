@@ -1,0 +1,1 @@
+"""medlib: fine-tune, run and measure medical vision-language models from notebooks."""

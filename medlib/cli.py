@@ -1,0 +1,99 @@
+"""The `medlib` command: one subcommand per job (`run`, ...)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from medlib.config import ConfigError
+from medlib.run import StageFailed, run_experiment
+
+# Errors the user fixes by editing a file or a notebook: a message, no traceback.
+USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, StageFailed)
+
+
+def _split_names(text: str) -> list[str]:
+    """`a,b , c` → ["a", "b", "c"]."""
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def _add_run(subparsers: argparse._SubParsersAction) -> None:
+    """`medlib run PARAMS [--stages a,b] [--from STAGE] [--set block.key=value ...]`."""
+    parser = subparsers.add_parser(
+        "run",
+        help="execute an experiment's notebooks with papermill",
+        description="Validate an experiment file, then execute its notebooks in order into "
+        "results/<experiment>/ (.ipynb + .html, params.resolved.yaml, env.json).",
+    )
+    parser.add_argument("params", help="experiment file, e.g. params/tiny.yaml")
+    selection = parser.add_mutually_exclusive_group()
+    selection.add_argument(
+        "--stages",
+        type=_split_names,
+        help="comma-separated stems or blocks to run, e.g. 20_sft,inference",
+    )
+    selection.add_argument(
+        "--from", dest="from_stage", metavar="STAGE", help="run this stage and every later one"
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="BLOCK.KEY=VALUE",
+        help="override a parameter (value parsed as YAML); repeatable, e.g. --set sft.max_steps=5",
+    )
+    parser.add_argument("--notebooks-dir", default="notebooks", help="default: %(default)s")
+    parser.add_argument("--kernel", default="python3", help="Jupyter kernel (default: %(default)s)")
+    parser.add_argument("--quiet", action="store_true", help="do not stream the cells' output")
+    parser.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Handler of `medlib run`."""
+    if not args.quiet:
+        _stream_papermill_log()
+    results_dir = run_experiment(
+        args.params,
+        stages=args.stages,
+        from_stage=args.from_stage,
+        overrides=args.overrides,
+        notebooks_dir=args.notebooks_dir,
+        kernel_name=args.kernel,
+        log_output=not args.quiet,
+    )
+    print(f"[medlib] results in {results_dir}")
+    return 0
+
+
+def _stream_papermill_log() -> None:
+    """Show papermill's cell-by-cell log (it logs executed cells' output) on stdout."""
+    logger = logging.getLogger("papermill")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand registered."""
+    parser = argparse.ArgumentParser(
+        prog="medlib", description="Fine-tune and evaluate medical vision-language models."
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_run(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse arguments, run the chosen subcommand and return its exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except USER_ERRORS as error:
+        print(f"medlib {args.command}: error: {error}", file=sys.stderr)
+        return 1

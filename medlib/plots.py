@@ -1,0 +1,88 @@
+"""Figures the notebooks show and save: samples, loss and reward curves, checkpoint comparisons."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import seaborn as sns
+
+from medlib.data import load_record_images
+
+
+def set_style() -> None:
+    """Apply the project's figure style."""
+    sns.set_theme(style="whitegrid", context="notebook", palette="colorblind")
+
+
+def sample_grid(records: list[dict[str, Any]], data_root: str | Path, *, columns: int = 4,
+                image_size: int | None = None) -> plt.Figure:
+    """Show records' first images titled with question type and answer."""
+    rows = max(1, math.ceil(len(records) / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.2 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, record in zip(axes.flat, records):
+        image = load_record_images(record, data_root, image_size)[0]
+        ax.imshow(image, cmap="gray")
+        label = (record.get("meta") or {}).get("question_type") or record["task"]
+        ax.set_title(f"{label}: {record['answer']}", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def count_bars(counts: dict[str, dict[str, int]], title: str) -> plt.Figure:
+    """Bar chart of answer counts per group (e.g. per question type)."""
+    groups = list(counts)
+    fig, axes = plt.subplots(1, len(groups), figsize=(4 * len(groups), 3.2), squeeze=False)
+    for ax, group in zip(axes.flat, groups):
+        labels = sorted(counts[group], key=str)
+        ax.bar(labels, [counts[group][label] for label in labels], color=sns.color_palette()[0])
+        ax.set_title(group)
+        ax.set_ylabel("questions")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def training_curves(series: dict[str, tuple[list[int], list[float]]], title: str) -> plt.Figure:
+    """One panel per logged quantity over optimizer steps."""
+    names = list(series)
+    columns = min(3, max(1, len(names)))
+    rows = max(1, math.ceil(len(names) / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(4.5 * columns, 3.2 * rows), squeeze=False)
+    for ax in axes.flat[len(names):]:
+        ax.axis("off")
+    for ax, name in zip(axes.flat, names):
+        steps, values = series[name]
+        ax.plot(steps, values, marker="o" if len(steps) < 30 else None, markersize=3)
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("step")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def comparison_bars(table: dict[str, dict[str, float]], metric: str,
+                    chance: dict[str, float] | None = None) -> plt.Figure:
+    """Grouped bars: one group per question type, one bar per checkpoint; dashed chance levels."""
+    checkpoints = list(table)
+    groups = sorted({g for scores in table.values() for g in scores})
+    width = 0.8 / max(1, len(checkpoints))
+    fig, ax = plt.subplots(figsize=(max(5, 1.8 * len(groups) + 2), 3.6))
+    for i, checkpoint in enumerate(checkpoints):
+        xs = [g + (i - (len(checkpoints) - 1) / 2) * width for g in range(len(groups))]
+        values = [table[checkpoint].get(group, float("nan")) for group in groups]
+        bars = ax.bar(xs, values, width, label=checkpoint)
+        ax.bar_label(bars, fmt="%.2f", fontsize=8)
+    for g, group in enumerate(groups):
+        if chance and group in chance:
+            ax.hlines(chance[group], g - 0.45, g + 0.45, colors="grey", linestyles="dashed")
+    ax.set_xticks(range(len(groups)), groups)
+    ax.set_ylabel(metric)
+    ax.set_ylim(0, 1.1)
+    ax.legend(loc="upper left", bbox_to_anchor=(1, 1))
+    ax.set_title(f"{metric} by question type (dashed: chance)")
+    fig.tight_layout()
+    return fig
