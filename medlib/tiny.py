@@ -188,9 +188,10 @@ def build_tiny_model(out_dir: str | Path, arch: str = "qwen2_5_vl", *, image_siz
 
 
 def ensure_tiny_model(out_dir: str | Path, arch: str = "qwen2_5_vl", **kwargs) -> Path:
-    """Build the tiny checkpoint unless a complete one already exists at out_dir."""
+    """Build the tiny checkpoint unless a complete one with the same arch, image size and seed exists."""
     out_dir = Path(out_dir)
     marker = out_dir / "medlib_tiny.json"
-    if marker.exists() and json.loads(marker.read_text()).get("arch") == arch:
+    wanted = {"arch": arch, "image_size": kwargs.get("image_size", 112), "seed": kwargs.get("seed", 0)}
+    if marker.exists() and all(json.loads(marker.read_text()).get(k) == v for k, v in wanted.items()):
         return out_dir
     return build_tiny_model(out_dir, arch, **kwargs)
