@@ -79,6 +79,30 @@ def _stream_papermill_log() -> None:
     logger.propagate = False
 
 
+def _add_build_tiny(subparsers: argparse._SubParsersAction) -> None:
+    """`medlib build-tiny OUT [--arch A] [--image-size N] [--seed S]`."""
+    parser = subparsers.add_parser(
+        "build-tiny",
+        help="build a tiny random-init Qwen-VL checkpoint folder offline",
+        description="Build a tiny random-init Qwen-VL model, tokenizer and processor and save them as an "
+        "ordinary checkpoint folder (loadable like a hub checkpoint).",
+    )
+    parser.add_argument("out", help="folder to write, e.g. runs/tiny/base-model")
+    parser.add_argument("--arch", default="qwen2_5_vl", choices=["qwen2_5_vl", "qwen2_vl", "qwen3_vl"])
+    parser.add_argument("--image-size", type=int, default=112, help="square image side (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.set_defaults(handler=_build_tiny)
+
+
+def _build_tiny(args: argparse.Namespace) -> int:
+    """Handler of `medlib build-tiny`."""
+    from medlib.tiny import build_tiny_model
+
+    out = build_tiny_model(args.out, args.arch, image_size=args.image_size, seed=args.seed)
+    print(f"[medlib] tiny {args.arch} checkpoint in {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand registered."""
     parser = argparse.ArgumentParser(
@@ -86,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_run(subparsers)
+    _add_build_tiny(subparsers)
     return parser
 
 
