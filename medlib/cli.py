@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from medlib import predict
 from medlib.config import ConfigError
 from medlib.run import StageFailed, run_experiment
 
@@ -111,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_run(subparsers)
     _add_build_tiny(subparsers)
+    predict.add_parser(subparsers)
     return parser
 
 
