@@ -18,6 +18,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -q "$(TORCH)"
 	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
 	$(BIN)/python -m ipykernel install --sys-prefix --name medlib --display-name "Python 3 (medlib)" >/dev/null
+	bash scripts/install_wordnet.sh || echo "WordNet not installed (needs apt): METEOR is unavailable, its tests skip"
 	touch $(STAMP)
 
 reproduce: setup  ## build the tiny model + synthetic data, run every notebook into results/tiny/

@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from medlib import predict
+from medlib import predict, train_cli
 from medlib.config import ConfigError
 from medlib.run import StageFailed, run_experiment
 
@@ -104,6 +104,54 @@ def _build_tiny(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_score(subparsers: argparse._SubParsersAction) -> None:
+    """`medlib score PREDICTIONS [--against OTHER] [--out metrics.json] [--parser flare|robust]`."""
+    parser = subparsers.add_parser(
+        "score",
+        help="score a predictions JSONL file per data set and task, with bootstrap CIs",
+        description="Score predictions (DESIGN.md prediction format) with each task's metrics under FLARE "
+        "conventions (or --parser robust); with --against, a paired comparison (PREDICTIONS − OTHER). "
+        "Writes a JSON file and a markdown table beside it, and prints the table.",
+    )
+    parser.add_argument("predictions", help="predictions JSONL, e.g. runs/tiny/predictions/sft.jsonl")
+    parser.add_argument("--against", metavar="OTHER", help="baseline predictions JSONL on the same ids")
+    parser.add_argument("--out", help="JSON output (default: PREDICTIONS with .metrics.json); .md written beside it")
+    parser.add_argument("--parser", choices=["flare", "robust"], default="flare", help="default: %(default)s")
+    parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default: %(default)s)")
+    parser.add_argument(
+        "--bertscore-model",
+        default=None,
+        help="BERTScore model for reports: a hub id (e.g. roberta-large), a local path, or 'minilm' for the "
+        "offline all-MiniLM-L6-v2; default: no BERTScore",
+    )
+    parser.set_defaults(handler=_score)
+
+
+def _score(args: argparse.Namespace) -> int:
+    """Handler of `medlib score`."""
+    from pathlib import Path
+
+    from medlib.metrics import scoring
+    from medlib.record import atomic_write_json, atomic_write_text
+
+    try:
+        predictions = scoring.read_predictions_file(args.predictions)
+        baseline = scoring.read_predictions_file(args.against) if args.against else None
+    except (OSError, ValueError) as error:
+        print(f"medlib score: error: {error}", file=sys.stderr)
+        return 1
+    scores = scoring.score_records(predictions, args.parser, args.resamples, args.bertscore_model)
+    if baseline is not None:
+        scores["comparison"] = scoring.compare_records(baseline, predictions, args.parser, args.resamples)
+    out = Path(args.out) if args.out else Path(args.predictions).with_suffix(".metrics.json")
+    table = scoring.markdown_table(scores, scores.get("comparison"))
+    atomic_write_json(out, scores)
+    atomic_write_text(out.with_suffix(".md"), table)
+    print(table, end="")
+    print(f"[medlib] scores in {out} and {out.with_suffix('.md')}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand registered."""
     parser = argparse.ArgumentParser(
@@ -112,7 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_run(subparsers)
     _add_build_tiny(subparsers)
+    _add_score(subparsers)
     predict.add_parser(subparsers)
+    train_cli.add_parser(subparsers)
     return parser
 
 

@@ -43,8 +43,12 @@ _NUMBER_WORDS = {
 }  # fmt: skip
 # ASCII only: float() must accept every match, and "ſix" must not case-fold to "six".
 _NUMBER = re.compile(r"(?<![\w.])[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?", re.ASCII)
+# "1,234" is one thousand two hundred thirty-four, not 1 (nor FLARE's 234).
+_GROUPED_NUMBER = re.compile(
+    r"(?<![\w.,])[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?(?![\d,])|" + _NUMBER.pattern, re.ASCII
+)
 _COUNT = re.compile(
-    _NUMBER.pattern + r"|\b(" + "|".join(_NUMBER_WORDS) + r")\b",
+    _GROUPED_NUMBER.pattern + r"|\b(" + "|".join(_NUMBER_WORDS) + r")\b",
     re.ASCII | re.IGNORECASE,
 )
 _BOX = re.compile(r"\[\s*" + r"\s*,\s*".join([_NUMBER.pattern] * 4) + r"\s*\]", re.ASCII)
@@ -193,7 +197,7 @@ def _parse_classification(text: str, choices: list[str] | None) -> tuple[object 
 
 def _finite_number(token: str) -> float | None:
     """The token as a finite float, or None."""
-    value = float(token)
+    value = float(token.replace(",", ""))
     return value if math.isfinite(value) else None
 
 
@@ -216,7 +220,7 @@ def _parse_count(text: str) -> tuple[object | None, str | None]:
 
 def _parse_float(text: str) -> tuple[object | None, str | None]:
     """Float from the first number, ignoring units ("45%", "4.5 cm")."""
-    found = _NUMBER.search(text)
+    found = _GROUPED_NUMBER.search(text)
     if found is None:
         return None, "no number"
     value = _finite_number(found.group(0))

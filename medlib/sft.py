@@ -1,15 +1,23 @@
 """Supervised fine-tuning: TRL SFTConfig from params, the trainer for either backend, resume."""
 from __future__ import annotations
 
+import json
+import os
 import re
+import shutil
+import subprocess
+import sys
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import EarlyStoppingCallback, TrainerCallback
 
 # Qwen chat markers that Unsloth's collator uses to keep the loss on assistant turns only.
 INSTRUCTION_PART = "<|im_start|>user\n"
 RESPONSE_PART = "<|im_start|>assistant\n"
+RESULT_FILE = "result.json"  # rank 0's summary, read back by a multi-process launcher
 
 
 def build_sft_config(output_dir: str | Path, *, backend: str, seed: int, report_to: str = "none",
@@ -50,8 +58,12 @@ def make_sft_trainer(model: Any, processor: Any, backend: str, config: Any, trai
 
 
 def last_checkpoint(output_dir: str | Path) -> str | None:
-    """Return the newest `checkpoint-N` folder under output_dir, or None."""
-    folders = [p for p in Path(output_dir).glob("checkpoint-*") if re.fullmatch(r"checkpoint-\d+", p.name)]
+    """Return the newest complete `checkpoint-N` folder under output_dir, or None.
+
+    The Trainer writes trainer_state.json last, so a folder without it was cut off by a kill.
+    """
+    folders = [p for p in Path(output_dir).glob("checkpoint-*")
+               if re.fullmatch(r"checkpoint-\d+", p.name) and (p / "trainer_state.json").exists()]
     if not folders:
         return None
     return str(max(folders, key=lambda p: int(p.name.split("-")[1])))
@@ -80,3 +92,214 @@ def training_summary(trainer: Any) -> dict[str, Any]:
         "best_eval_loss": min(eval_losses) if eval_losses else None,
         "train_runtime_s": runtime[-1] if runtime else None,
     }
+
+
+@dataclass
+class SFTSettings:
+    """Every parameter of notebooks/20_sft.ipynb: one run of supervised fine-tuning."""
+
+    experiment: str = "experiment"
+    seed: int = 3407
+    data_dir: str = "data/records"
+    image_size: int = 448
+    runs_dir: str = "runs/experiment"
+    results_dir: str = "results/experiment"
+    model_id: str = "Qwen/Qwen2.5-VL-7B-Instruct"
+    tiny_arch: str = ""
+    backend: str = "auto"
+    answer_format: str = "think_answer"
+    system_prompt: str = ""
+    report_to: str = "none"
+    finetune_mode: str = "lora"
+    load_in_4bit: bool = False
+    r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    target_modules: list = field(default_factory=list)
+    finetune_vision_layers: bool = False
+    finetune_language_layers: bool = True
+    finetune_attention_modules: bool = True
+    finetune_mlp_modules: bool = True
+    learning_rate: float = 1e-4
+    lr_scheduler_type: str = "cosine"
+    warmup_steps: float = 0.1
+    num_train_epochs: float = 1.0
+    max_steps: int = -1
+    per_device_train_batch_size: int = 2
+    gradient_accumulation_steps: int = 8
+    gradient_checkpointing: bool = True
+    weight_decay: float = 0.0
+    logging_steps: int = 10
+    eval_steps: int = 200
+    save_steps: int = 200
+    save_total_limit: int = 2
+    max_train_samples: int = -1
+    max_eval_samples: int = 200
+    curriculum: str = "none"
+    early_stopping_patience: int = 0
+    best_metric: str = "eval_loss"
+    generation_eval_steps: int = 0
+    generation_eval_samples: int = 64
+    resume: bool = True
+    save_merged: bool = False
+    num_processes: int = 1
+
+
+def settings_from(namespace: dict[str, Any]) -> SFTSettings:
+    """Pick SFTSettings' fields out of a namespace (a notebook's globals, a params dict)."""
+    names = {f.name for f in fields(SFTSettings)}
+    return SFTSettings(**{k: v for k, v in namespace.items() if k in names})
+
+
+class GenerationEvalCallback(TrainerCallback):
+    """Every N steps: generate on a validation slice, log `eval_task_accuracy`, keep the best model."""
+
+    def __init__(self, processor: Any, records: list[dict[str, Any]], settings: SFTSettings, best_dir: Path):
+        self.processor, self.records, self.settings, self.best_dir = processor, records, settings, best_dir
+        self.best: float | None = None
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        """Score generations at the configured interval (main process only)."""
+        every = self.settings.generation_eval_steps
+        if not every or state.global_step % every or not state.is_world_process_zero:
+            return control
+        from medlib import inference, metrics, models
+
+        unwrapped = getattr(model, "module", model)
+        was_training = unwrapped.training
+        predictions = inference.predict_records(
+            unwrapped, self.processor, self.records, self.settings.data_dir, checkpoint=f"step-{state.global_step}",
+            image_size=self.settings.image_size, answer_format=self.settings.answer_format,
+            system_prompt=self.settings.system_prompt or None, batch_size=16, max_new_tokens=0, progress=False)
+        accuracy = metrics.score_predictions(predictions)["overall"]["accuracy"]
+        state.log_history.append({"step": state.global_step, "eval_task_accuracy": accuracy})
+        if self.settings.best_metric == "task_accuracy" and (self.best is None or accuracy > self.best):
+            self.best = accuracy
+            models.save_checkpoint(unwrapped, self.processor, self.best_dir)
+        unwrapped.train(was_training)
+        return control
+
+
+def _rows(settings: SFTSettings, split: str, limit: int, style: str):
+    """Training rows of one split as a Dataset (curriculum order for the training split)."""
+    from medlib import data, workspace
+
+    records = data.read_records(workspace.split_path(settings.data_dir, split))
+    records = records if limit < 0 else records[:limit]
+    if split == "train" and settings.curriculum != "none":
+        records = data.curriculum_order(records, settings.curriculum, seed=settings.seed)
+    rows = data.sft_rows(records, settings.data_dir, image_size=settings.image_size,
+                         answer_format=settings.answer_format, system_prompt=settings.system_prompt or None,
+                         style=style)
+    return data.to_dataset(rows), records
+
+
+def train(settings: SFTSettings) -> dict[str, Any]:
+    """Run SFT end to end (in this process, or one rank of a torchrun job); return the summary."""
+    from medlib import data, models, workspace
+    from medlib.record import atomic_write_json
+
+    backend = models.activate_backend(settings.backend)
+    workspace.seed_everything(settings.seed)
+    paths = workspace.stage_paths(settings.runs_dir)
+    if not settings.resume and paths["sft"].exists() and _is_main_process():
+        shutil.rmtree(paths["sft"])
+    if _is_main_process():
+        base_id = workspace.ensure_base_model(settings.model_id, settings.tiny_arch,
+                                              image_size=settings.image_size, seed=settings.seed)
+    else:  # rank 0 builds a tiny model; the other ranks wait for it rather than race to build it too
+        base_id = _wait_for_base_model(settings)
+    pixels = workspace.pixels(settings.image_size)
+    model, processor, backend = models.load_model(
+        base_id, backend=backend, load_in_4bit=settings.load_in_4bit,
+        gradient_checkpointing=settings.gradient_checkpointing, full_finetuning=settings.finetune_mode == "full",
+        min_pixels=pixels, max_pixels=pixels)
+    lora = models.LoraSettings(
+        r=settings.r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
+        target_modules=list(settings.target_modules), finetune_vision_layers=settings.finetune_vision_layers,
+        finetune_language_layers=settings.finetune_language_layers,
+        finetune_attention_modules=settings.finetune_attention_modules,
+        finetune_mlp_modules=settings.finetune_mlp_modules)
+    model = models.prepare_for_training(model, backend, settings.finetune_mode, lora, seed=settings.seed,
+                                        gradient_checkpointing=settings.gradient_checkpointing)
+    parameter_counts = models.count_parameters(model)
+    style = "messages" if backend == "unsloth" else "prompt_completion"
+    train_dataset, _ = _rows(settings, "train", settings.max_train_samples, style)
+    evaluating = settings.eval_steps > 0
+    eval_dataset = _rows(settings, "validation", settings.max_eval_samples, style)[0] if evaluating else None
+    keep_best = settings.early_stopping_patience > 0 and settings.best_metric == "eval_loss"
+    config = build_sft_config(
+        paths["sft"], backend=backend, seed=settings.seed, report_to=settings.report_to,
+        learning_rate=settings.learning_rate, lr_scheduler_type=settings.lr_scheduler_type,
+        warmup_steps=settings.warmup_steps, num_train_epochs=settings.num_train_epochs,
+        max_steps=settings.max_steps, per_device_train_batch_size=settings.per_device_train_batch_size,
+        per_device_eval_batch_size=settings.per_device_train_batch_size,
+        gradient_accumulation_steps=settings.gradient_accumulation_steps,
+        gradient_checkpointing=settings.gradient_checkpointing, weight_decay=settings.weight_decay,
+        logging_steps=settings.logging_steps, eval_strategy="steps" if evaluating else "no",
+        eval_steps=settings.eval_steps or None,
+        save_strategy="steps" if settings.save_steps > 0 else "no", save_steps=settings.save_steps or 500,
+        save_total_limit=settings.save_total_limit, load_best_model_at_end=keep_best,
+        metric_for_best_model="eval_loss" if keep_best else None, greater_is_better=False if keep_best else None,
+        **({"train_sampling_strategy": "sequential"} if settings.curriculum not in ("none", "shuffle") else {}))
+    callbacks: list = []
+    if keep_best:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=settings.early_stopping_patience))
+    if settings.generation_eval_steps > 0:
+        slice_records = data.read_records(workspace.split_path(settings.data_dir, "validation"))
+        callbacks.append(GenerationEvalCallback(processor, slice_records[:settings.generation_eval_samples],
+                                                settings, paths["sft"] / "best"))
+    trainer = make_sft_trainer(model, processor, backend, config, train_dataset, eval_dataset, callbacks)
+    checkpoint = last_checkpoint(paths["sft"]) if settings.resume else None
+    trainer.train(resume_from_checkpoint=checkpoint)
+    summary = {**training_summary(trainer), "backend": backend, "finetune_mode": settings.finetune_mode,
+               "parameters": parameter_counts, "train_questions": len(train_dataset),
+               "resumed_from": checkpoint, "world_size": int(trainer.args.world_size),
+               "checkpoint": str(paths["sft_final"]), "log_history": trainer.state.log_history}
+    if trainer.is_world_process_zero():
+        models.save_checkpoint(trainer.model, processor, paths["sft_final"])
+        if settings.save_merged and settings.finetune_mode == "lora":
+            models.save_checkpoint(trainer.model, processor, paths["sft"] / "merged", merged=True)
+        atomic_write_json(paths["sft"] / RESULT_FILE, summary)
+    return summary
+
+
+def _wait_for_base_model(settings: SFTSettings, timeout_s: float = 600) -> str:
+    """Wait until rank 0 has built the tiny base model (no wait for real checkpoints)."""
+    import time
+
+    from medlib.tiny import MARKER_FILE
+
+    if not settings.tiny_arch:
+        return settings.model_id
+    deadline = time.monotonic() + timeout_s
+    while not (Path(settings.model_id) / MARKER_FILE).exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{settings.model_id}: tiny base model not built by rank 0 within {timeout_s} s")
+        time.sleep(0.5)
+    return settings.model_id
+
+
+def _is_main_process() -> bool:
+    """True unless this is a non-zero rank of a distributed launch."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def run(settings: SFTSettings) -> dict[str, Any]:
+    """Train in this process, or launch `num_processes` ranks with torchrun and read rank 0's summary."""
+    if settings.num_processes <= 1:
+        return train(settings)
+    from medlib.record import atomic_write_json
+    from medlib.workspace import ensure_base_model, stage_paths
+
+    ensure_base_model(settings.model_id, settings.tiny_arch, image_size=settings.image_size, seed=settings.seed)
+    folder = stage_paths(settings.runs_dir)["sft"]
+    settings_path = atomic_write_json(folder.with_name("sft-settings.json"), asdict(settings))
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc_per_node={settings.num_processes}", "-m", "medlib", "train", "sft",
+               "--settings", str(settings_path)]
+    print("launching:", " ".join(command), flush=True)
+    completed = subprocess.run(command, check=False)
+    if completed.returncode != 0:
+        raise RuntimeError(f"multi-process SFT failed (exit {completed.returncode}): {' '.join(command)}")
+    return json.loads((folder / RESULT_FILE).read_text())

@@ -17,6 +17,7 @@ SPECIAL_TOKENS = [
     "<|image_pad|>",
     "<|video_pad|>",
 ]
+MARKER_FILE = "medlib_tiny.json"  # written last: its presence means the folder is complete
 # Reasoning tags are ordinary (non-special) added tokens, as in Qwen3: they survive
 # skip_special_tokens=True decoding and cost one token each.
 TAG_TOKENS = ["<think>", "</think>", "<answer>", "</answer>"]
@@ -176,7 +177,7 @@ def build_tiny_model(out_dir: str | Path, arch: str = "qwen2_5_vl", *, image_siz
         shutil.rmtree(tmp_dir)
     model.save_pretrained(tmp_dir)
     processor.save_pretrained(tmp_dir)
-    (tmp_dir / "medlib_tiny.json").write_text(json.dumps(
+    (tmp_dir / MARKER_FILE).write_text(json.dumps(
         {"arch": arch, "image_size": image_size, "seed": seed,
          "parameters": sum(p.numel() for p in model.parameters())}, indent=2))
     if out_dir.exists():
@@ -190,7 +191,7 @@ def build_tiny_model(out_dir: str | Path, arch: str = "qwen2_5_vl", *, image_siz
 def ensure_tiny_model(out_dir: str | Path, arch: str = "qwen2_5_vl", **kwargs) -> Path:
     """Build the tiny checkpoint unless a complete one with the same arch, image size and seed exists."""
     out_dir = Path(out_dir)
-    marker = out_dir / "medlib_tiny.json"
+    marker = out_dir / MARKER_FILE
     wanted = {"arch": arch, "image_size": kwargs.get("image_size", 112), "seed": kwargs.get("seed", 0)}
     if marker.exists() and all(json.loads(marker.read_text()).get(k) == v for k, v in wanted.items()):
         return out_dir

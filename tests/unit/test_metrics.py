@@ -206,3 +206,17 @@ def test_score_predictions_empty() -> None:
     assert scores["by_question_type"] == {}
     assert scores["overall"]["n"] == 0
     assert math.isnan(scores["overall"]["accuracy"])
+
+
+def test_label_groups_and_confusion_matrix() -> None:
+    from medlib.metrics import confusion_matrix, label_groups
+
+    predictions = [
+        _prediction("vqa_closed", THINK_ANSWER.format("yes"), "yes", "yes", meta={"question_type": "presence"}),
+        _prediction("vqa_closed", "garbage", None, "no", meta={"question_type": "presence"}),
+        _prediction("counting", THINK_ANSWER.format("2"), 2, "2"),
+    ]
+    groups = label_groups(predictions)
+    assert groups == {"presence": (["yes", "no"], ["yes", None])}
+    matrix = confusion_matrix(*groups["presence"])
+    assert matrix == {"labels": ["no", "yes", "<unparsed>"], "matrix": [[0, 0, 1], [0, 1, 0], [0, 0, 0]]}

@@ -1,4 +1,4 @@
-"""Pure metrics over references and predictions, and `score_predictions` for a predictions file."""
+"""Per-question-type accuracy, balanced accuracy and MAE over a predictions list (the notebook summary)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,10 @@ __all__ = [
     "UNPARSED",
     "accuracy",
     "balanced_accuracy",
+    "comparison_table",
+    "confusion_matrix",
+    "headline",
+    "label_groups",
     "mean_absolute_error",
     "normalize_text",
     "score_predictions",
@@ -66,6 +70,19 @@ def balanced_accuracy(references: Sequence, predictions: Sequence) -> float:
         warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
         warnings.filterwarnings("ignore", message="A single label was found")
         return float(balanced_accuracy_score(y_true, y_pred))
+
+
+def confusion_matrix(references: Sequence, predictions: Sequence) -> dict:
+    """{"labels": sorted reference labels (+ UNPARSED if any), "matrix": counts[reference][prediction]}."""
+    _check_lengths(references, predictions)
+    y_true = [str(r) for r in references]
+    y_pred = [UNPARSED if p is None else str(p) for p in predictions]
+    labels = sorted(set(y_true)) + sorted(set(y_pred) - set(y_true))
+    index = {label: i for i, label in enumerate(labels)}
+    matrix = [[0] * len(labels) for _ in labels]
+    for truth, guess in zip(y_true, y_pred):
+        matrix[index[truth]][index[guess]] += 1
+    return {"labels": labels, "matrix": matrix}
 
 
 def mean_absolute_error(references: Sequence[float], predictions: Sequence[float | None]) -> dict:
@@ -156,6 +173,17 @@ def score_predictions(predictions: list[dict], require_think: bool = True) -> di
             for question_type, group in sorted(groups.items())
         },
     }
+
+
+def label_groups(predictions: list[dict]) -> dict[str, tuple[list, list]]:
+    """Per question type of label tasks (classification, yes/no): (parsed references, stored parsed answers)."""
+    groups: dict[str, tuple[list, list]] = {}
+    for prediction in predictions:
+        if prediction["task"] in _LABEL_TASKS:
+            references, answers = groups.setdefault(_question_type(prediction), ([], []))
+            references.append(_parsed_reference(prediction))
+            answers.append(prediction.get("parsed"))
+    return dict(sorted(groups.items()))
 
 
 def comparison_table(scores: dict[str, dict]):

@@ -1,0 +1,76 @@
+"""`medlib score` and the scoring engine: grouping, counts, CIs, comparison, files and errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from medlib.cli import main
+from medlib.metrics import scoring
+
+
+def _write(path: Path, records: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+def _records(counting_outputs: list[str], closed_outputs: list[str]) -> list[dict]:
+    rows = []
+    for i, raw in enumerate(counting_outputs):
+        rows.append({"id": f"c{i}", "task": "counting", "dataset": "d1", "raw": f"<answer>{raw}</answer>",
+                     "answer": str(i % 3)})  # fmt: skip
+    for i, raw in enumerate(closed_outputs):
+        rows.append({"id": f"v{i}", "task": "vqa_closed", "dataset": "d2", "raw": f"<answer>{raw}</answer>",
+                     "answer": "yes" if i % 2 == 0 else "no"})  # fmt: skip
+    return rows
+
+
+def test_score_records_groups_counts_and_cis() -> None:
+    records = _records(["0", "1", "5", "n/a"], ["yes", "no", "yes", "maybe"])
+    scores = scoring.score_records(records, n_resamples=200)
+    counting, closed = scores["groups"]
+    assert (counting["dataset"], counting["task"], counting["n"], counting["n_unparsed"]) == ("d1", "counting", 4, 1)
+    assert counting["metrics"]["mae"] == pytest.approx(3 / 3)  # |0-0| + |1-1| + |5-2| over 3 parsed
+    assert counting["ci"]["mae"]["low"] <= 1.0 <= counting["ci"]["mae"]["high"]
+    assert closed["metrics"]["exact_match"] == pytest.approx(0.75)
+    assert closed["metrics"]["answer_tag_accuracy"] == pytest.approx(0.75)
+
+
+def test_report_generation_group_has_text_metrics() -> None:
+    records = [{"id": f"r{i}", "task": "report_generation", "dataset": "d", "raw": raw, "answer": ref}
+               for i, (raw, ref) in enumerate([("No effusion.", "No pleural effusion."),
+                                               ("Stable small effusion.", "Small effusion, unchanged.")])]  # fmt: skip
+    group = scoring.score_records(records, n_resamples=50)["groups"][0]
+    assert group["primary"] == "flare_report_score"
+    for name in ("flare_report_score", "rouge_l", "temporal_f1", "bleu4", "sacrebleu4", "clinical_efficacy"):
+        assert name in group["metrics"]
+    assert set(group["ci"]) >= {"flare_report_score", "rouge_l", "temporal_f1"}
+
+
+def test_cli_writes_json_and_markdown_with_comparison(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    candidate = _write(tmp_path / "sft.jsonl", _records(["0", "1", "2", "0"], ["yes", "no", "yes", "no"]))
+    baseline = _write(tmp_path / "base.jsonl", _records(["2", "2", "0", "2"], ["no", "yes", "no", "yes"]))
+    assert main(["score", str(candidate), "--against", str(baseline), "--resamples", "100"]) == 0
+    saved = json.loads((tmp_path / "sft.metrics.json").read_text())
+    rows = {row["task"]: row for row in saved["comparison"]}
+    assert rows["vqa_closed"]["baseline"] == 0.0 and rows["vqa_closed"]["candidate"] == 1.0
+    assert rows["counting"]["improvement_percent"] == pytest.approx(100.0)
+    table = (tmp_path / "sft.metrics.md").read_text()
+    assert "| d2 | vqa_closed | 4 | 0 | exact_match | 1.0000 |" in table
+    assert "improvement %" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [("{not json", "line|:1: not valid JSON"), ('{"id": 1, "task": "counting", "raw": "3"}', "missing field 'answer'"),
+     ('{"id": 1, "task": "segmentation", "raw": "", "answer": ""}', "field 'task'")],
+)  # fmt: skip
+def test_cli_bad_input_names_file_and_field(tmp_path: Path, capsys: pytest.CaptureFixture, line: str,
+                                            message: str) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text(line + "\n")
+    assert main(["score", str(path)]) == 1
+    error = capsys.readouterr().err
+    assert str(path) in error and any(part in error for part in message.split("|"))
