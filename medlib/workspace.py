@@ -22,12 +22,10 @@ def stage_paths(runs_dir: str | Path) -> dict[str, Path]:
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch, and pin CPU threads so reruns give identical numbers."""
+    """Seed Python, NumPy and torch so reruns on the same machine give identical numbers."""
     from transformers import set_seed
 
     set_seed(seed)
-    if not torch.cuda.is_available():
-        torch.set_num_threads(max(1, min(os.cpu_count() or 1, 2)))
 
 
 def prepare_data(data_source: str, data_dir: str | Path, *, seed: int, image_size: int,
