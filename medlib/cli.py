@@ -104,6 +104,47 @@ def _build_tiny(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_data(subparsers: argparse._SubParsersAction) -> None:
+    """`medlib data convert SRC --out OUT [--format F] [--strict]` and `medlib data validate SRC [--strict]`."""
+    from medlib.readers import FORMATS
+
+    parser = subparsers.add_parser("data", help="convert and validate data sets",
+                                   description="Convert a source layout to records JSONL, or validate it.")
+    actions = parser.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    for name, text in (("convert", "read SRC, validate it and write records JSONL"),
+                       ("validate", "check SRC's structure, schema and every image; print a problem table")):
+        action = actions.add_parser(name, help=text, description=text)
+        action.add_argument("src", help="data set folder or file")
+        action.add_argument("--format", default="auto", choices=("auto", *FORMATS), help="default: %(default)s")
+        action.add_argument("--strict", action="store_true", help="fail on any problem instead of skipping")
+        action.add_argument("--no-image-check", dest="check_images", action="store_false",
+                            help="skip opening every image")
+        if name == "convert":
+            action.add_argument("--out", required=True,
+                                help="records.jsonl, or a folder to get one <split>.jsonl per split")
+        action.set_defaults(handler=_data)
+
+
+def _data(args: argparse.Namespace) -> int:
+    """Handler of `medlib data convert|validate`: prints the problem table; 1 on --strict problems or bad input."""
+    from medlib.readers import convert
+    from medlib.validate import ValidationFailed, validate_source
+
+    try:
+        if args.data_command == "convert":
+            report, written = convert(args.src, args.out, args.format, strict=args.strict,
+                                      check_images=args.check_images)
+        else:
+            report, written = validate_source(args.src, args.format, check_images=args.check_images), []
+    except (ValidationFailed, ValueError, FileNotFoundError) as error:
+        print(f"medlib data {args.data_command}: error: {error}", file=sys.stderr)
+        return 1
+    print(report.table())
+    for path in written:
+        print(f"[medlib] wrote {path}")
+    return 1 if args.strict and report.problems else 0
+
+
 def _add_score(subparsers: argparse._SubParsersAction) -> None:
     """`medlib score PREDICTIONS [--against OTHER] [--out metrics.json] [--parser flare|robust]`."""
     parser = subparsers.add_parser(
@@ -160,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_run(subparsers)
     _add_build_tiny(subparsers)
+    _add_data(subparsers)
     _add_score(subparsers)
     predict.add_parser(subparsers)
     train_cli.add_parser(subparsers)

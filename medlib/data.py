@@ -121,3 +121,121 @@ def check_images(records: list[dict[str, Any]], data_root: str | Path) -> dict[s
         except Exception:  # any decoder failure is the same problem for the user: the file is unusable
             problems["unreadable"] = problems.get("unreadable", 0) + 1
     return problems
+
+
+# ---- data set building: subsets, seeded splits, curriculum, mixing, lazy images ------------------------------
+
+# Closed-ended tasks answer from a fixed set; the MEDICO study found open-ended first, then closed, trains best.
+CLOSED_TASKS = ("vqa_closed", "classification", "multi_label")
+CURRICULA = ("none", "shuffle", "open_first", "closed_first")
+
+
+def is_closed(record: dict[str, Any]) -> bool:
+    """True for a closed-ended question (fixed answer set)."""
+    return record["task"] in CLOSED_TASKS or bool(record.get("choices"))
+
+
+def select_records(records: list[dict[str, Any]], *, max_samples: int = -1, datasets: list[str] | None = None,
+                   tasks: list[str] | None = None, modalities: list[str] | None = None,
+                   seed: int | None = None) -> list[dict[str, Any]]:
+    """Records of the named data sets/tasks/modalities; at most max_samples (a seeded sample when seed is set)."""
+    unknown = sorted(set(tasks or []) - set(TASKS))
+    if unknown:
+        raise ValueError(f"unknown tasks {unknown}; expected some of {', '.join(TASKS)}")
+    chosen = [r for r in records if (not datasets or r["dataset"] in datasets) and (not tasks or r["task"] in tasks)
+              and (not modalities or r.get("modality", "") in modalities)]
+    if 0 <= max_samples < len(chosen):
+        if seed is None:
+            return chosen[:max_samples]
+        import random
+
+        keep = set(random.Random(seed).sample(range(len(chosen)), max_samples))
+        chosen = [r for i, r in enumerate(chosen) if i in keep]
+    return chosen
+
+
+def split_records(records: list[dict[str, Any]], fractions: dict[str, float], *, seed: int
+                  ) -> dict[str, list[dict[str, Any]]]:
+    """Seeded split by first image, so questions about one image never straddle two splits."""
+    import random
+
+    if not fractions or any(f < 0 for f in fractions.values()) or abs(sum(fractions.values()) - 1) > 1e-6:
+        raise ValueError(f"split fractions must be non-negative and sum to 1, got {fractions}")
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for record in records:
+        groups.setdefault(record["images"][0] if record["images"] else record["id"], []).append(record)
+    keys = sorted(groups)
+    random.Random(seed).shuffle(keys)
+    splits: dict[str, list[dict[str, Any]]] = {name: [] for name in fractions}
+    names = list(fractions)
+    bounds, total = [], 0.0
+    for name in names:
+        total += fractions[name]
+        bounds.append(round(total * len(keys)))
+    start = 0
+    for name, end in zip(names, bounds, strict=True):
+        splits[name] = [r for key in keys[start:end] for r in groups[key]]
+        start = end
+    return splits
+
+
+def curriculum_order(records: list[dict[str, Any]], curriculum: str = "none", *, seed: int = 0
+                     ) -> list[dict[str, Any]]:
+    """Order records: as given, shuffled, open-ended first then closed (MEDICO), or closed first; seeded within groups."""
+    import random
+
+    if curriculum not in CURRICULA:
+        raise ValueError(f"unknown curriculum {curriculum!r}; choose one of {CURRICULA}")
+    if curriculum == "none":
+        return list(records)
+    shuffled = list(records)
+    random.Random(seed).shuffle(shuffled)
+    if curriculum == "shuffle":
+        return shuffled
+    open_ended = [r for r in shuffled if not is_closed(r)]
+    closed = [r for r in shuffled if is_closed(r)]
+    return open_ended + closed if curriculum == "open_first" else closed + open_ended
+
+
+def mix_datasets(records: list[dict[str, Any]], ratios: dict[str, float], *, seed: int,
+                 total: int | None = None) -> list[dict[str, Any]]:
+    """Sample data sets in the given proportions (without replacement); total defaults to the most that fit."""
+    import random
+
+    by_dataset: dict[str, list[dict[str, Any]]] = {}
+    for record in records:
+        by_dataset.setdefault(record["dataset"], []).append(record)
+    missing = sorted(set(ratios) - set(by_dataset))
+    if missing or not ratios or any(v <= 0 for v in ratios.values()):
+        raise ValueError(f"mixing ratios need positive weights for present data sets; missing: {missing}")
+    weight = sum(ratios.values())
+    shares = {name: value / weight for name, value in ratios.items()}
+    most = min(int(len(by_dataset[name]) / share) for name, share in shares.items())
+    total = most if total is None else total
+    if total > most:
+        raise ValueError(f"cannot mix {total} records in ratios {ratios}: at most {most} fit without repeats")
+    rng = random.Random(seed)
+    mixed = []
+    for name, share in shares.items():
+        mixed += rng.sample(by_dataset[name], round(total * share))
+    rng.shuffle(mixed)
+    return mixed
+
+
+def lazy_dataset(records: list[dict[str, Any]], data_root: str | Path, *, image_size: int | None = None,
+                 min_pixels: int | None = None, max_pixels: int | None = None):
+    """A Hugging Face Dataset of records whose `images` are opened only when a row is read (same resize policy)."""
+    from datasets import Dataset
+
+    root = str(data_root)
+    columns = {"id": [r["id"] for r in records], "dataset": [r["dataset"] for r in records],
+               "task": [r["task"] for r in records], "question": [r["question"] for r in records],
+               "answer": [r["answer"] for r in records], "choices": [r.get("choices") for r in records],
+               "image_paths": [list(r["images"]) for r in records]}
+
+    def load(batch: dict[str, list]) -> dict[str, list]:
+        batch["images"] = [[load_image(Path(root) / rel, image_size, min_pixels=min_pixels, max_pixels=max_pixels)
+                            for rel in paths] for paths in batch["image_paths"]]
+        return batch
+
+    return Dataset.from_dict(columns).with_transform(load)

@@ -140,6 +140,7 @@ def prediction_from(record: dict[str, Any], raw: str, checkpoint: str) -> dict[s
 
 def append_predictions(path: str | Path, predictions: list[dict[str, Any]]) -> None:
     """Append whole lines and flush them to disk, so a kill loses at most the line being written."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as handle:
         handle.write("".join(json.dumps(p) + "\n" for p in predictions))
         handle.flush()

@@ -100,11 +100,12 @@ def load_processor(model_id: str, *, min_pixels: int | None = None, max_pixels: 
     return processor
 
 
-def load_image(path: str | Path, image_size: int | None = None) -> Image.Image:
-    """Open an image as 8-bit RGB (16-bit, grey, palette, CMYK alike), optionally resized square."""
+def load_image(path: str | Path, image_size: int | None = None, *, min_pixels: int | None = None,
+               max_pixels: int | None = None) -> Image.Image:
+    """Open an image as 8-bit RGB (16-bit, float, grey, palette, CMYK alike), resized square or into a pixel range."""
     with Image.open(path) as raw:
         image = raw
-        if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
             import numpy as np
 
             array = np.asarray(image, dtype=np.float64)
@@ -113,5 +114,12 @@ def load_image(path: str | Path, image_size: int | None = None) -> Image.Image:
         image = image.convert("RGB")
         if image_size:
             image = image.resize((image_size, image_size), Image.Resampling.BICUBIC)
+        elif min_pixels or max_pixels:
+            area = image.width * image.height
+            target = min(max(area, min_pixels or 0), max_pixels or float("inf"))
+            if target != area:
+                scale = (target / area) ** 0.5
+                size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+                image = image.resize(size, Image.Resampling.BICUBIC)
         image.load()
     return image
