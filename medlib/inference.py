@@ -18,6 +18,16 @@ from medlib.record import atomic_write_text
 TASK_MAX_NEW_TOKENS = {"report_generation": 512, "vqa_open": 64, "detection": 128, "instance_detection": 256,
                        "multi_label": 64}
 DEFAULT_MAX_NEW_TOKENS = 32
+# From this many questions on CUDA, `auto` pays static-cache compilation once (~1 min on a 3B model)
+# for ~2.5× faster decoding (measured anchors in README).
+STATIC_CACHE_MIN_QUESTIONS = 256
+
+
+def resolve_cache(cache_implementation: str, n_questions: int, device: str) -> str:
+    """`auto` → `static` for long CUDA runs, else the default dynamic cache ('')."""
+    if cache_implementation == "auto":
+        return "static" if device.startswith("cuda") and n_questions >= STATIC_CACHE_MIN_QUESTIONS else ""
+    return "" if cache_implementation == "dynamic" else cache_implementation
 
 
 def generation_inputs(processor: Any, records: list[dict[str, Any]], data_root: str | Path, *,
@@ -95,9 +105,10 @@ def predict_records(model: Any, processor: Any, records: list[dict[str, Any]], d
         partial.unlink(missing_ok=True)
     todo = [r for r in records if r["id"] not in done]
     model.eval()
+    cache = resolve_cache(cache_implementation, len(todo), str(getattr(model, "device", "cpu")))
     options = {"image_size": image_size, "answer_format": answer_format, "system_prompt": system_prompt,
                "num_beams": num_beams, "length_penalty": length_penalty, "do_sample": do_sample,
-               "temperature": temperature, "top_p": top_p, "cache_implementation": cache_implementation}
+               "temperature": temperature, "top_p": top_p, "cache_implementation": cache}
     bar = tqdm(total=len(records), initial=len(records) - len(todo), desc=f"generate {checkpoint}",
                disable=not progress, unit="q")
     pending = length_sorted_batches(todo, batch_size, max_new_tokens)

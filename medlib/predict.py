@@ -41,7 +41,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     options.add_argument("--max-new-tokens", type=int, default=0, help="0: per-task defaults")
     options.add_argument("--num-beams", type=int, default=1)
     options.add_argument("--length-penalty", type=float, default=1.0)
-    options.add_argument("--cache-implementation", default="", help="e.g. static (compiled decoding on CUDA)")
+    options.add_argument("--cache-implementation", default="auto",
+                         help="auto (static KV cache for long CUDA runs) | static | dynamic")
     parser.set_defaults(handler=run_predict)
 
 

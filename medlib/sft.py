@@ -109,6 +109,7 @@ class SFTSettings:
     backend: str = "auto"
     answer_format: str = "think_answer"
     system_prompt: str = ""
+    trust_remote_code: bool = False
     report_to: str = "none"
     finetune_mode: str = "lora"
     load_in_4bit: bool = False
@@ -213,7 +214,7 @@ def train(settings: SFTSettings) -> dict[str, Any]:
     model, processor, backend = models.load_model(
         base_id, backend=backend, load_in_4bit=settings.load_in_4bit,
         gradient_checkpointing=settings.gradient_checkpointing, full_finetuning=settings.finetune_mode == "full",
-        min_pixels=pixels, max_pixels=pixels)
+        trust_remote_code=settings.trust_remote_code, min_pixels=pixels, max_pixels=pixels)
     lora = models.LoraSettings(
         r=settings.r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
         target_modules=list(settings.target_modules), finetune_vision_layers=settings.finetune_vision_layers,

@@ -95,3 +95,11 @@ def test_review_sheet_has_one_column_per_checkpoint(tmp_path):
     sheet = pd.read_excel(path).fillna("")
     assert list(sheet.columns) == ["id", "ImageName", "Question", "Answer", "base", "sft"]
     assert sheet["sft"].tolist() == ["yes", "no"] and sheet["base"].tolist() == ["", "no"]
+
+
+def test_auto_cache_is_static_only_for_long_cuda_runs():
+    assert inference.resolve_cache("auto", 10_000, "cuda:0") == "static"
+    assert inference.resolve_cache("auto", 10, "cuda:0") == ""
+    assert inference.resolve_cache("auto", 10_000, "cpu") == ""
+    assert inference.resolve_cache("dynamic", 10_000, "cuda:0") == ""
+    assert inference.resolve_cache("static", 1, "cpu") == "static"
