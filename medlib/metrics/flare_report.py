@@ -137,6 +137,8 @@ def extract_mentions(text: str) -> dict[str, list[Mention]]:
         _, base_severity, weight = ENTITIES[name]
         mentions = []
         for term, pattern in patterns:
+            if term not in lowered:  # a plain substring test first: most terms are absent from a report
+                continue
             for match in pattern.finditer(lowered):
                 context = lowered[max(0, match.start() - _CONTEXT) : match.end() + _CONTEXT]
                 modifier = next((w for m, w in SEVERITY_MODIFIERS.items() if m in context), 1.0)
@@ -154,7 +156,7 @@ def extract_mentions(text: str) -> dict[str, list[Mention]]:
 def _present_groups(text: str, patterns: dict[str, list[tuple[str, re.Pattern]]]) -> set[str]:
     """Names of the groups with at least one whole-word term in the lower-cased text."""
     lowered = text.lower()
-    return {name for name, terms in patterns.items() if any(p.search(lowered) for _, p in terms)}
+    return {name for name, terms in patterns.items() if any(t in lowered and p.search(lowered) for t, p in terms)}
 
 
 def compare_sizes(size_a: str, size_b: str) -> float:

@@ -60,11 +60,10 @@ def _ngram_counts(tokens: list[str], order: int) -> Counter:
     return Counter(tuple(tokens[i : i + n]) for n in range(1, order + 1) for i in range(len(tokens) - n + 1))
 
 
-def corpus_bleu(
-    predictions: Sequence[str], references: Sequence[str | Sequence[str]], max_order: int = 4, smooth: bool = False
-) -> float:
-    """Corpus BLEU as HF `evaluate` computes it (Libra's convention): 13a tokens, clipped n-gram counts
-    pooled over the corpus, shortest reference length, no smoothing; empty output scores 0."""
+def _bleu_statistics(
+    predictions: Sequence[str], references: Sequence[str | Sequence[str]], max_order: int
+) -> tuple[list[int], list[int], int, int]:
+    """Clipped n-gram matches and possible n-grams per order (1..max_order), output and reference lengths."""
     _check_pairs(predictions, references)
     tokenize = _tokenizer_13a()
     matches, possible = [0] * max_order, [0] * max_order
@@ -81,16 +80,37 @@ def corpus_bleu(
             matches[len(ngram) - 1] += count
         for n in range(1, max_order + 1):
             possible[n - 1] += max(len(tokens) - n + 1, 0)
+    return matches, possible, prediction_length, reference_length
+
+
+def _bleu_from(statistics_: tuple[list[int], list[int], int, int], order: int, smooth: bool) -> float:
+    """BLEU-`order` from pooled statistics (orders above `order` are ignored)."""
+    matches, possible, prediction_length, reference_length = statistics_
+    matches, possible = matches[:order], possible[:order]
     if smooth:
         precisions = [(m + 1) / (p + 1) for m, p in zip(matches, possible)]
     else:
         precisions = [m / p if p else 0.0 for m, p in zip(matches, possible)]
     if prediction_length == 0 or min(precisions) <= 0:
         return 0.0
-    geometric_mean = math.exp(sum(math.log(p) for p in precisions) / max_order)
+    geometric_mean = math.exp(sum(math.log(p) for p in precisions) / order)
     ratio = prediction_length / reference_length if reference_length else math.inf
     brevity_penalty = 1.0 if ratio > 1.0 else math.exp(1 - 1 / ratio)
     return geometric_mean * brevity_penalty
+
+
+def corpus_bleu(
+    predictions: Sequence[str], references: Sequence[str | Sequence[str]], max_order: int = 4, smooth: bool = False
+) -> float:
+    """Corpus BLEU as HF `evaluate` computes it (Libra's convention): 13a tokens, clipped n-gram counts
+    pooled over the corpus, shortest reference length, no smoothing; empty output scores 0."""
+    return _bleu_from(_bleu_statistics(predictions, references, max_order), max_order, smooth)
+
+
+def corpus_bleu_orders(predictions: Sequence[str], references: Sequence[str | Sequence[str]]) -> dict[int, float]:
+    """HF-evaluate-style BLEU-1…4 from one pass over the corpus."""
+    pooled = _bleu_statistics(predictions, references, max(BLEU_ORDERS))
+    return {n: _bleu_from(pooled, n, smooth=False) for n in BLEU_ORDERS}
 
 
 def sacrebleu_bleu(predictions: Sequence[str], references: Sequence[str | Sequence[str]], max_order: int = 4) -> float:
@@ -105,12 +125,23 @@ def sacrebleu_bleu(predictions: Sequence[str], references: Sequence[str | Sequen
     return BLEU(max_ngram_order=max_order).corpus_score([str(p) for p in predictions], streams).score / 100
 
 
+def sacrebleu_orders(predictions: Sequence[str], references: Sequence[str | Sequence[str]]) -> dict[int, float]:
+    """sacrebleu BLEU-1…4 from one pass: n-gram statistics up to 4, then each order's score from them."""
+    from sacrebleu.metrics import BLEU
+
+    _check_pairs(predictions, references)
+    reference_lists = _reference_lists(references)
+    n_streams = max((len(r) for r in reference_lists), default=1)
+    streams = [[r[i] if i < len(r) else None for r in reference_lists] for i in range(n_streams)]
+    full = BLEU(max_ngram_order=max(BLEU_ORDERS)).corpus_score([str(p) for p in predictions], streams)
+    return {n: BLEU.compute_bleu(full.counts[:n], full.totals[:n], full.sys_len, full.ref_len, smooth_method="exp",
+                                 max_ngram_order=n).score / 100 for n in BLEU_ORDERS}
+
+
 def bleu_scores(predictions: Sequence[str], references: Sequence[str | Sequence[str]]) -> dict:
     """BLEU-1…4 in both conventions: `bleu{n}` (HF evaluate / Libra) and `sacrebleu{n}`."""
-    scores = {}
-    for n in BLEU_ORDERS:
-        scores[f"bleu{n}"] = corpus_bleu(predictions, references, max_order=n)
-        scores[f"sacrebleu{n}"] = sacrebleu_bleu(predictions, references, max_order=n)
+    scores = {f"bleu{n}": value for n, value in corpus_bleu_orders(predictions, references).items()}
+    scores.update({f"sacrebleu{n}": value for n, value in sacrebleu_orders(predictions, references).items()})
     return scores
 
 
@@ -127,8 +158,37 @@ def _word_tokenizer() -> Any:
 
 def meteor_tokens(text: str) -> list[str]:
     """Words as nltk's word_tokenize gives them, sentences split on end punctuation instead of punkt."""
-    tokenizer = _word_tokenizer()
-    return [token for sentence in _SENTENCE_END.split(str(text)) for token in tokenizer.tokenize(sentence)]
+    return [token for sentence in _SENTENCE_END.split(str(text)) for token in _sentence_tokens(sentence)]
+
+
+@lru_cache(maxsize=1 << 16)
+def _sentence_tokens(sentence: str) -> tuple[str, ...]:
+    """One sentence's tokens, remembered: report sentences ("No pleural effusion.") recur constantly."""
+    return tuple(_word_tokenizer().tokenize(sentence))
+
+
+class _MemoStemmer:
+    """nltk's Porter stemmer with memory: METEOR stems the same words thousands of times."""
+
+    def __init__(self) -> None:
+        from nltk.stem.porter import PorterStemmer
+
+        self.stem = lru_cache(maxsize=None)(PorterStemmer().stem)
+
+
+class _MemoWordNet:
+    """WordNet synset look-ups with memory (nltk's METEOR only reads what they return)."""
+
+    def __init__(self) -> None:
+        from nltk.corpus import wordnet
+
+        self.synsets = lru_cache(maxsize=None)(wordnet.synsets)
+
+
+@lru_cache(maxsize=1)
+def _meteor_resources() -> tuple[_MemoStemmer, _MemoWordNet]:
+    """One memoised stemmer and WordNet per process."""
+    return _MemoStemmer(), _MemoWordNet()
 
 
 def meteor(predictions: Sequence[str], references: Sequence[str | Sequence[str]]) -> float:
@@ -140,8 +200,9 @@ def meteor(predictions: Sequence[str], references: Sequence[str | Sequence[str]]
 
     if not predictions:
         return float("nan")
+    stemmer, wordnet = _meteor_resources()
     return statistics.fmean(
-        meteor_score([meteor_tokens(r) for r in refs], meteor_tokens(p))
+        meteor_score([meteor_tokens(r) for r in refs], meteor_tokens(p), stemmer=stemmer, wordnet=wordnet)
         for p, refs in zip(predictions, _reference_lists(references))
     )
 

@@ -210,3 +210,13 @@ def test_text_metrics_are_total(generated: str, reference: str) -> None:
     ]
     # sacrebleu's own float arithmetic can exceed 1 by an ulp or two.
     assert all(math.isfinite(v) and 0.0 <= v <= 1.0 + 1e-9 for v in values)
+
+
+def test_one_pass_bleu_orders_equal_separate_runs():
+    generated = ["the heart is normal in size", "no effusion", "small left effusion is seen today", ""]
+    references = ["heart size is normal", "no pleural effusion", ["small left pleural effusion", "left effusion"],
+                  "lungs clear"]
+    assert text.corpus_bleu_orders(generated, references) == {
+        n: text.corpus_bleu(generated, references, max_order=n) for n in text.BLEU_ORDERS}
+    assert text.sacrebleu_orders(generated, references) == {
+        n: text.sacrebleu_bleu(generated, references, max_order=n) for n in text.BLEU_ORDERS}
