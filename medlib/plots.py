@@ -86,3 +86,71 @@ def comparison_bars(table: dict[str, dict[str, float]], metric: str,
     ax.set_title(f"{metric} by question type (dashed: chance)")
     fig.tight_layout()
     return fig
+
+
+def metric_heatmap(table, title: str) -> plt.Figure:
+    """Heatmap of a (data set · task) × checkpoint table of headline metric values."""
+    fig, ax = plt.subplots(figsize=(1.6 * max(2, table.shape[1]) + 3, 0.45 * max(2, table.shape[0]) + 1.5))
+    sns.heatmap(table.astype(float), annot=True, fmt=".2f", cmap="viridis", cbar=True, ax=ax)
+    ax.grid(False)
+    ax.set_xlabel("")
+    ax.set_ylabel("")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_figures(confusions: dict[str, dict]) -> plt.Figure:
+    """One annotated confusion matrix (rows: reference, columns: prediction) per checkpoint/question type."""
+    names = list(confusions)
+    columns = min(3, max(1, len(names)))
+    rows = max(1, math.ceil(len(names) / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(3.8 * columns, 3.4 * rows), squeeze=False)
+    for ax in axes.flat[len(names):]:
+        ax.axis("off")
+    for ax, name in zip(axes.flat, names):
+        labels, matrix = confusions[name]["labels"], confusions[name]["matrix"]
+        sns.heatmap(matrix, annot=True, fmt="d", cmap="Blues", cbar=False, xticklabels=labels, yticklabels=labels,
+                    ax=ax)
+        ax.grid(False)
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("reference")
+    fig.tight_layout()
+    return fig
+
+
+def _draw_boxes(ax, boxes: object, color: str) -> None:
+    """Draw [x1, y1, x2, y2] boxes (a list, or a dict of instance → list) on an image axis."""
+    from matplotlib.patches import Rectangle
+
+    groups = boxes.values() if isinstance(boxes, dict) else [boxes]
+    for group in groups:
+        for box in group if isinstance(group, list) else []:
+            if isinstance(box, (list, tuple)) and len(box) == 4:
+                x1, y1, x2, y2 = (float(v) for v in box)
+                ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=color, linewidth=1.5))
+
+
+def error_gallery(predictions: list[dict[str, Any]], data_root: str | Path, *, columns: int = 4,
+                  image_size: int | None = None) -> plt.Figure:
+    """Images of wrong answers titled with reference and prediction; detection boxes drawn (green: reference,
+    red: predicted)."""
+    from medlib.parsing import parse_answer
+
+    rows = max(1, math.ceil(len(predictions) / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(3.4 * columns, 3.8 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, prediction in zip(axes.flat, predictions):
+        if prediction.get("images"):
+            ax.imshow(load_record_images(prediction, data_root, image_size)[0], cmap="gray")
+        if prediction["task"] in ("detection", "instance_detection"):
+            _draw_boxes(ax, parse_answer(prediction["task"], prediction["answer"])[0], "lime")
+            _draw_boxes(ax, prediction.get("parsed"), "red")
+        predicted = prediction.get("parsed")
+        shown = "unparsed" if predicted is None else str(predicted)
+        ax.set_title(f"{prediction['checkpoint']} · {prediction['id']}\nref {str(prediction['answer'])[:28]} · "
+                     f"pred {shown[:28]}", fontsize=8)
+    fig.tight_layout()
+    return fig

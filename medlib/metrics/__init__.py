@@ -15,6 +15,7 @@ from medlib.metrics.core import (
     mean_absolute_error,
     normalize_text,
     score_predictions,
+    worst_errors,
 )
 from medlib.metrics.nltk_data import ensure_nltk_path
 from medlib.metrics.scoring import compare_records, markdown_table, read_predictions_file, score_records
@@ -39,6 +40,7 @@ __all__ = [
     "read_predictions_file",
     "score_predictions",
     "score_records",
+    "worst_errors",
 ]
 
 ensure_nltk_path()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 import warnings
 from collections.abc import Iterable, Sequence
@@ -211,3 +212,23 @@ def headline(scores: dict[str, dict], image_question_type: str) -> dict:
             "image_question_chance": group.get("chance"),
         }
     return summary
+
+
+def error_size(prediction: dict) -> float:
+    """How wrong one prediction is: 0 when it matches, 1 + |error| for numbers, 1 for other misses, and
+    infinite when nothing could be parsed (the worst: no answer at all)."""
+    if prediction.get("parsed") is None:
+        return math.inf
+    if _is_correct(prediction):
+        return 0.0
+    if prediction["task"] in _NUMERIC_TASKS:
+        predicted, reference = finite_float(prediction["parsed"]), finite_float(_parsed_reference(prediction))
+        if predicted is not None and reference is not None:
+            return 1.0 + abs(predicted - reference)
+    return 1.0
+
+
+def worst_errors(predictions: list[dict], n: int = 8) -> list[dict]:
+    """The n most wrong predictions (unparsed first, then the largest numeric errors), ties by id."""
+    wrong = [p for p in predictions if error_size(p) > 0]
+    return sorted(wrong, key=lambda p: (-error_size(p), str(p.get("id"))))[:n]
