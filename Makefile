@@ -8,7 +8,7 @@ EXTRAS ?= cpu,dev
 STAMP := $(VENV)/.medlib-setup
 PARAMS ?= params/tiny.yaml
 
-.PHONY: setup reproduce test test-all lab lint clean
+.PHONY: setup reproduce test test-all lab lint report clean
 
 setup: $(STAMP)
 
@@ -32,6 +32,9 @@ test-all: setup  ## also the slow tests
 
 lab: setup  ## JupyterLab on the notebooks, with the medlib kernel
 	$(BIN)/jupyter lab notebooks/
+
+report: setup  ## results/index.html and the leaderboard across all experiments
+	$(BIN)/medlib report
 
 lint: setup
 	$(BIN)/ruff check medlib tests

@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from medlib import predict, train_cli
+from medlib import cluster, predict, report, sweep, train_cli
 from medlib.config import ConfigError
 from medlib.run import StageFailed, run_experiment
 
@@ -49,6 +49,8 @@ def _add_run(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--notebooks-dir", default="notebooks", help="default: %(default)s")
     parser.add_argument("--kernel", default="python3", help="Jupyter kernel (default: %(default)s)")
     parser.add_argument("--quiet", action="store_true", help="do not stream the cells' output")
+    parser.add_argument("--resume", action="store_true",
+                        help="skip the leading stages recorded as completed in results/<experiment>/stages.json")
     parser.set_defaults(handler=_run)
 
 
@@ -64,6 +66,7 @@ def _run(args: argparse.Namespace) -> int:
         notebooks_dir=args.notebooks_dir,
         kernel_name=args.kernel,
         log_output=not args.quiet,
+        resume=args.resume,
     )
     print(f"[medlib] results in {results_dir}")
     return 0
@@ -205,6 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_score(subparsers)
     predict.add_parser(subparsers)
     train_cli.add_parser(subparsers)
+    sweep.add_parser(subparsers)
+    cluster.add_parser(subparsers)
+    report.add_parser(subparsers)
     return parser
 
 

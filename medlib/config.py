@@ -19,6 +19,9 @@ import yaml
 COMMON = "common"
 # The runner's own key: it names the experiment, so no notebook has to declare it.
 RUNNER_KEYS = frozenset({"experiment"})
+# Blocks that configure the tooling around the notebooks, not a stage; their own module checks
+# them (`slurm:` → medlib.cluster) and no notebook ever receives them.
+TOOL_BLOCKS = frozenset({"slurm"})
 _STAGE_FILE = re.compile(r"^(?P<number>\d{2})_(?P<block>[A-Za-z0-9_]+)\.ipynb$")
 _IDENTIFIER = re.compile(r"^[A-Za-z_]\w*$")
 
@@ -264,7 +267,7 @@ def _unknown_blocks(experiment: Experiment, stages: Sequence[Stage]) -> list[str
         f"{where}: {block}: no notebook stage has this block"
         f" (known: {', '.join(known) or 'none'}){_suggest(block, known)}"
         for block in experiment.blocks
-        if block not in known
+        if block not in known and block not in TOOL_BLOCKS
     ]
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,9 +22,10 @@ from medlib.config import (
     notebook_parameters,
     resolved_parameters,
 )
-from medlib.record import atomic_write_text, write_environment
+from medlib.record import atomic_write_json, atomic_write_text, write_environment
 
 RESOLVED_PARAMS_FILE = "params.resolved.yaml"
+STAGES_FILE = "stages.json"
 
 
 class StageFailed(RuntimeError):
@@ -114,12 +117,42 @@ def _resolved_yaml(
     return header + yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True)
 
 
-def render_html(notebook_path: Path) -> Path:
-    """Render an executed notebook to HTML beside it."""
-    from nbconvert import HTMLExporter
+def render_html(notebook_path: Path, *, exclude_input: bool = False) -> Path:
+    """Scrub secrets, shrink images and cut huge outputs in the executed notebook, then render its HTML."""
+    from medlib.render import render_publishable
 
-    body, _ = HTMLExporter().from_filename(str(notebook_path))
-    return atomic_write_text(notebook_path.with_suffix(".html"), body)
+    return render_publishable(notebook_path, exclude_input=exclude_input)
+
+
+def _stage_digest(parameters: dict[str, Any]) -> str:
+    """A short hash of a stage's resolved parameters: a completed stage counts only for these."""
+    text = json.dumps(parameters, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def read_stage_states(results_path: Path) -> dict[str, Any]:
+    """stages.json: stem → {status, params_hash, updated_utc}; empty when absent or unreadable."""
+    try:
+        states = json.loads((results_path / STAGES_FILE).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return states if isinstance(states, dict) else {}
+
+
+def _mark_stage(results_path: Path, stem: str, status: str, parameters: dict[str, Any]) -> None:
+    """Record a stage's status (running, completed, failed) in stages.json."""
+    states = read_stage_states(results_path)
+    states[stem] = {"status": status, "params_hash": _stage_digest(parameters),
+                    "updated_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    atomic_write_json(results_path / STAGES_FILE, states)
+
+
+def _completed(results_path: Path, stem: str, parameters: dict[str, Any]) -> bool:
+    """Whether the stage completed with these parameters and its executed notebook is still there."""
+    state = read_stage_states(results_path).get(stem, {})
+    return (isinstance(state, dict) and state.get("status") == "completed"
+            and state.get("params_hash") == _stage_digest(parameters)
+            and (results_path / f"{stem}.ipynb").exists())
 
 
 def run_experiment(
@@ -131,8 +164,12 @@ def run_experiment(
     notebooks_dir: Path | str = "notebooks",
     kernel_name: str = "python3",
     log_output: bool = True,
+    resume: bool = False,
 ) -> Path:
-    """Validate the experiment, then execute the selected notebooks; returns the results dir."""
+    """Validate the experiment, then execute the selected notebooks; returns the results dir.
+
+    With `resume`, selected stages recorded as completed (same parameters) are skipped up to the first unfinished one.
+    """
     notebooks_dir = Path(notebooks_dir).resolve()
     repo_root = notebooks_dir.parent
     all_stages = discover_stages(notebooks_dir)
@@ -153,8 +190,21 @@ def run_experiment(
     )
     write_environment(results_path, repo_dir=repo_root)
 
+    skipping = resume
     for stage in selected:
-        _run_stage(stage, resolved[stage.stem], results_path, repo_root, kernel_name, log_output)
+        parameters = resolved[stage.stem]
+        # Only the leading completed stages are skipped: once one reruns, later ones see new inputs.
+        skipping = skipping and _completed(results_path, stage.stem, parameters)
+        if skipping:
+            print(f"[medlib] {stage.stem}: completed earlier, skipped (--resume)", flush=True)
+            continue
+        _mark_stage(results_path, stage.stem, "running", parameters)
+        try:
+            _run_stage(stage, parameters, results_path, repo_root, kernel_name, log_output)
+        except StageFailed:
+            _mark_stage(results_path, stage.stem, "failed", parameters)
+            raise
+        _mark_stage(results_path, stage.stem, "completed", parameters)
     return results_path
 
 
