@@ -61,6 +61,7 @@ def test_every_stage_writes_its_notebook_html_and_metrics(smoke_runs):
         lines = (folder / "runs" / "predictions" / f"{checkpoint}.jsonl").read_text().splitlines()
         assert len(lines) == 16
     assert metrics["20_sft"]["global_step"] == 6
+    assert metrics["20_sft"]["last_train_loss"] < metrics["20_sft"]["first_train_loss"]  # the loss falls
     env = json.loads((results / "env.json").read_text())
     assert env["packages"]["transformers"] and env["device"] == "cpu"
 
