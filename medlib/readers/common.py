@@ -5,6 +5,7 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -163,6 +164,18 @@ def json_items(path: Path, result: ReadResult) -> list[tuple[str, Any]]:
         result.skip("malformed_json", path, "top level", f"expected a list, got {type(loaded).__name__}")
         return []
     return [(f"{path}[{index}]", item) for index, item in enumerate(loaded)]
+
+
+def json_objects(src: Path, result: ReadResult) -> Iterator[tuple[Path, str, int, str, dict]]:
+    """(file, its folder relative to the data root, index, where, object) for every JSON object in the
+    JSON/JSONL files of src; anything but an object is skipped and counted as a malformed item."""
+    for path in source_files(src):
+        base = relative_dir(path.parent, result.data_root)
+        for index, (where, item) in enumerate(json_items(path, result)):
+            if not isinstance(item, dict):
+                result.skip("malformed_item", where, "item", f"expected an object, got {type(item).__name__}")
+                continue
+            yield path, base, index, where, item
 
 
 def source_files(src: Path, suffixes: tuple[str, ...] = (".json", ".jsonl")) -> list[Path]:

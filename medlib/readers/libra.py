@@ -10,8 +10,7 @@ from medlib.readers.common import (
     ReadResult,
     answer_text,
     first_item,
-    json_items,
-    relative_dir,
+    json_objects,
     safe_join,
     source_files,
     write_jsonl,
@@ -60,36 +59,31 @@ def read(src: Path, *, media_dir: Path | None = None) -> ReadResult:
     src = Path(src)
     root = src if src.is_dir() else src.parent
     result = ReadResult(data_root=root)
-    for path in source_files(src):
-        base = relative_dir(path.parent, root)
-        for index, (where, item) in enumerate(json_items(path, result)):
-            if not isinstance(item, dict):
-                result.skip("malformed_item", where, "item", f"expected an object, got {type(item).__name__}")
-                continue
-            names = _images(item)
-            question = _turn(item.get("conversations"), "human") or item.get("text") or item.get("question")
-            answer = _turn(item.get("conversations"), "gpt") or item.get("reference") or item.get("answer") \
-                or item.get("findings") or item.get("report")
-            if not names:
-                result.skip("missing_field", where, "image", "missing or empty")
-                continue
-            if not answer or not str(answer).strip():
-                result.skip("missing_field", where, "conversations", "no report (gpt turn, reference or findings)")
-                continue
-            try:
-                images = [safe_join(base, name) for name in names]
-            except PathEscape as error:
-                result.skip("path_escape", where, "image", str(error))
-                continue
-            study = item.get("id", item.get("question_id", item.get("study_id")))
-            result.records.append({
-                "id": str(study if study not in (None, "") else f"{path.stem}-{index:06d}"),
-                "dataset": str(item.get("dataset") or "libra"), "modality": "X-ray", "task": "report_generation",
-                "images": images, "question": _IMAGE_TOKEN.sub("", str(question or DEFAULT_QUESTION)).strip(),
-                "answer": answer_text(answer),
-                "meta": {"split": str(item.get("split") or "train"), "source_file": path.name,
-                         "has_prior": len(images) > 1},
-            })
+    for path, base, index, where, item in json_objects(src, result):
+        names = _images(item)
+        question = _turn(item.get("conversations"), "human") or item.get("text") or item.get("question")
+        answer = _turn(item.get("conversations"), "gpt") or item.get("reference") or item.get("answer") \
+            or item.get("findings") or item.get("report")
+        if not names:
+            result.skip("missing_field", where, "image", "missing or empty")
+            continue
+        if not answer or not str(answer).strip():
+            result.skip("missing_field", where, "conversations", "no report (gpt turn, reference or findings)")
+            continue
+        try:
+            images = [safe_join(base, name) for name in names]
+        except PathEscape as error:
+            result.skip("path_escape", where, "image", str(error))
+            continue
+        study = item.get("id", item.get("question_id", item.get("study_id")))
+        result.records.append({
+            "id": str(study if study not in (None, "") else f"{path.stem}-{index:06d}"),
+            "dataset": str(item.get("dataset") or "libra"), "modality": "X-ray", "task": "report_generation",
+            "images": images, "question": _IMAGE_TOKEN.sub("", str(question or DEFAULT_QUESTION)).strip(),
+            "answer": answer_text(answer),
+            "meta": {"split": str(item.get("split") or "train"), "source_file": path.name,
+                     "has_prior": len(images) > 1},
+        })
     return result
 
 

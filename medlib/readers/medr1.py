@@ -11,9 +11,8 @@ from medlib.readers.common import (
     ReadResult,
     answer_text,
     first_item,
-    json_items,
+    json_objects,
     parse_options,
-    relative_dir,
     safe_join,
     source_files,
     write_jsonl,
@@ -42,37 +41,32 @@ def read(src: Path, *, media_dir: Path | None = None) -> ReadResult:
     src = Path(src)
     root = src if src.is_dir() else src.parent
     result = ReadResult(data_root=root)
-    for path in source_files(src):
-        base = relative_dir(path.parent, root)
-        for index, (where, item) in enumerate(json_items(path, result)):
-            if not isinstance(item, dict):
-                result.skip("malformed_item", where, "item", f"expected an object, got {type(item).__name__}")
-                continue
-            missing = [name for name in ("image", "problem", "solution") if item.get(name) in (None, "", [])]
-            if missing:
-                result.skip("missing_field", where, missing[0], "missing or empty")
-                continue
-            names = item["image"] if isinstance(item["image"], list) else [item["image"]]
-            try:
-                images = [safe_join(base, name) for name in names]
-            except PathEscape as error:
-                result.skip("path_escape", where, "image", str(error))
-                continue
-            question = str(item["problem"]).strip()
-            answer = solution_answer(item["solution"])
-            if not answer:
-                result.skip("missing_field", where, "solution", "no answer inside <answer></answer>")
-                continue
-            choices = parse_options(question)
-            record = {
-                "id": str(item.get("id") or f"{path.stem}-{index:06d}"),
-                "dataset": str(item.get("dataset") or path.stem), "modality": str(item.get("modality") or ""),
-                "task": "vqa_closed" if choices else "vqa_open", "images": images, "question": question,
-                "answer": answer, "meta": {"split": str(item.get("split") or "train"), "source_file": path.name},
-            }
-            if choices:
-                record["choices"] = choices
-            result.records.append(record)
+    for path, base, index, where, item in json_objects(src, result):
+        missing = [name for name in ("image", "problem", "solution") if item.get(name) in (None, "", [])]
+        if missing:
+            result.skip("missing_field", where, missing[0], "missing or empty")
+            continue
+        names = item["image"] if isinstance(item["image"], list) else [item["image"]]
+        try:
+            images = [safe_join(base, name) for name in names]
+        except PathEscape as error:
+            result.skip("path_escape", where, "image", str(error))
+            continue
+        question = str(item["problem"]).strip()
+        answer = solution_answer(item["solution"])
+        if not answer:
+            result.skip("missing_field", where, "solution", "no answer inside <answer></answer>")
+            continue
+        choices = parse_options(question)
+        record = {
+            "id": str(item.get("id") or f"{path.stem}-{index:06d}"),
+            "dataset": str(item.get("dataset") or path.stem), "modality": str(item.get("modality") or ""),
+            "task": "vqa_closed" if choices else "vqa_open", "images": images, "question": question,
+            "answer": answer, "meta": {"split": str(item.get("split") or "train"), "source_file": path.name},
+        }
+        if choices:
+            record["choices"] = choices
+        result.records.append(record)
     return result
 
 
