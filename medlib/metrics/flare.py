@@ -16,7 +16,7 @@ import statistics
 from collections.abc import Callable, Sequence
 
 from medlib.metrics.core import UNPARSED, balanced_accuracy
-from medlib.parsing import parse_answer
+from medlib.parsing import finite_float, parse_answer
 
 PARSERS = ("flare", "robust")
 FLARE_TASKS = ("classification", "multi_label", "detection", "instance_detection", "counting", "regression")
@@ -410,22 +410,11 @@ def instance_detection_scores(
 # --- counting and regression ---------------------------------------------------------------
 
 
-def _finite(value: object) -> float | None:
-    """The value as a finite float, or None (bools, strings, nan, inf, huge ints)."""
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except OverflowError:
-        return None
-    return number if math.isfinite(number) else None
-
-
 def numeric_scores(references: Sequence, predictions: Sequence) -> dict:
     """MAE (primary) and RMSE over parseable finite predictions, with the unparseable ones counted beside."""
     errors = []
     for reference, prediction in zip(references, predictions):
-        truth, guess = _finite(reference), _finite(prediction)
+        truth, guess = finite_float(reference), finite_float(prediction)
         if truth is not None and guess is not None:
             errors.append(guess - truth)
     n_unparsed = len(predictions) - len(errors)
