@@ -1,23 +1,26 @@
 """GRPO throughput: medlib's path vs plain TRL on the same tiny config, side by side.
 
-    .venv/bin/python bench/grpo.py [--steps 12] [--checkpoint runs/tiny/sft/final] [--data-dir runs/tiny/data]
+    .venv/bin/python bench/grpo.py [--steps 24] [--rollout-engine compiled] [--rollout-batch-steps 4]
+                                   [--checkpoint runs/tiny/sft/final] [--data-dir runs/tiny/data]
 
 Without a checkpoint it builds the tiny random-init model and a small synthetic set in a
-temporary folder. Prints seconds per GRPO step and generated tokens per second for each path
-(steps after the first, which pays one-off set-up), then the ratio medlib / plain TRL.
+temporary folder. Both paths train the same number of completions per optimizer step. Prints
+seconds per GRPO step and generated tokens per second in the steady state (after the first
+generation cycle, which pays one-off set-up such as compilation) and the whole wall time, then
+the steady-state ratio medlib / plain TRL.
 """
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import TrainerCallback
 
-from medlib import data, grpo, models, synthetic, workspace
+from medlib import data, grpo, models, rollouts, synthetic, workspace
 from medlib.rewards import accuracy_reward, format_reward
 
 IMAGE_SIZE = 112
@@ -50,23 +53,45 @@ def _plain_trl(checkpoint: str, dataset: Any, out_dir: Path, fields: dict[str, A
                        train_dataset=dataset, processing_class=processor)
 
 
-def _medlib(checkpoint: str, dataset: Any, out_dir: Path, fields: dict[str, Any]):
-    """medlib's path: reward recipe from params, build_grpo_config, make_grpo_trainer."""
+def _medlib(checkpoint: str, dataset: Any, out_dir: Path, fields: dict[str, Any], engine: str, batch_steps: int):
+    """medlib's path: reward recipe from params, build_grpo_config with the rollout engine, make_grpo_trainer."""
     model, processor = _model(checkpoint)
     functions, weights = grpo.reward_setup(["format", "accuracy"], [0.2, 0.8])
-    config = grpo.build_grpo_config(out_dir, reward_weights=weights, **fields)
-    return grpo.make_grpo_trainer(model, processor, config, dataset, functions)
+    engine_fields = rollouts.rollout_config_fields(engine, backend="hf", rollout_batch_steps=batch_steps)
+    config = grpo.build_grpo_config(out_dir, reward_weights=weights, **fields, **engine_fields)
+    trainer = grpo.make_grpo_trainer(model, processor, config, dataset, functions)
+    if engine == "compiled":
+        rollouts.enable_compiled_decoding(trainer)
+    return trainer
 
 
-def _measure(trainer: Any, generations_per_step: int) -> dict[str, float]:
-    """Train, then seconds per step and generated tokens per second over every step but the first."""
+class _StepClock(TrainerCallback):
+    """Wall-clock time at the end of every optimizer step."""
+
+    def __init__(self) -> None:
+        self.ends: list[float] = []
+
+    def on_step_end(self, args, state, control, **kwargs):
+        """Record the time (CUDA work finished)."""
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        self.ends.append(time.perf_counter())
+
+
+def _measure(trainer: Any, warmup_steps: int) -> dict[str, float]:
+    """Train; steady-state seconds per step and generated tokens per second after `warmup_steps`, and wall time."""
+    clock = _StepClock()
+    trainer.add_callback(clock)
     started = time.perf_counter()
     trainer.train()
     wall = time.perf_counter() - started
-    logs = [entry for entry in trainer.state.log_history if "step_time" in entry][1:]
-    step_seconds = statistics.mean(entry["step_time"] for entry in logs)
-    tokens = statistics.mean(entry["completions/mean_length"] for entry in logs) * generations_per_step
-    return {"s/step": step_seconds, "tokens/s": tokens / step_seconds, "wall s": wall}
+    generation_rows = trainer.args.generation_batch_size
+    # Generation metrics are logged at the steps that generated; each covers one generation batch.
+    tokens = sum(entry["completions/mean_length"] * generation_rows for entry in trainer.state.log_history
+                 if "completions/mean_length" in entry and entry.get("step", 0) > warmup_steps)
+    seconds = clock.ends[-1] - clock.ends[warmup_steps - 1]
+    steps = len(clock.ends) - warmup_steps
+    return {"s/step": seconds / steps, "tokens/s": tokens / seconds, "wall s": wall}
 
 
 def _inputs(args: argparse.Namespace, scratch: Path) -> tuple[str, Path]:
@@ -82,10 +107,14 @@ def _inputs(args: argparse.Namespace, scratch: Path) -> tuple[str, Path]:
 def main() -> None:
     """Run both paths on the same config and print them side by side."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--steps", type=int, default=24, help="optimizer steps (a multiple of the batch steps)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--num-generations", type=int, default=4)
     parser.add_argument("--max-completion-length", type=int, default=24)
+    parser.add_argument("--rollout-engine", default="compiled", choices=["eager", "compiled"],
+                        help="medlib's rollout engine (see medlib.rollouts)")
+    parser.add_argument("--rollout-batch-steps", type=int, default=4,
+                        help="medlib generates the rollouts of this many steps in one batch (0: every step)")
     parser.add_argument("--checkpoint", default="", help="model folder (default: a fresh tiny model)")
     parser.add_argument("--data-dir", default="", help="records folder with train.jsonl (default: synthetic)")
     args = parser.parse_args()
@@ -95,17 +124,25 @@ def main() -> None:
         checkpoint, data_dir = _inputs(args, scratch)
         records = data.read_records(data_dir / "train.jsonl")[: args.steps * args.batch_size]
         dataset = data.to_dataset(data.grpo_rows(records, data_dir, image_size=IMAGE_SIZE))
+        warmup = max(args.rollout_batch_steps, 1)  # one whole generation cycle of the medlib path
         results = {}
-        for name, build in (("plain TRL", _plain_trl), ("medlib", _medlib)):
-            workspace.seed_everything(0)
-            trainer = build(checkpoint, dataset, scratch / name.replace(" ", "_"), _fields(args))
-            results[name] = _measure(trainer, args.batch_size)
+        workspace.seed_everything(0)
+        trainer = _plain_trl(checkpoint, dataset, scratch / "plain", _fields(args))
+        results["plain TRL"] = _measure(trainer, warmup)
+        workspace.seed_everything(0)
+        trainer = _medlib(checkpoint, dataset, scratch / "medlib", _fields(args), args.rollout_engine,
+                          args.rollout_batch_steps)
+        results["medlib"] = _measure(trainer, warmup)
     print(f"\n{workspace.environment_line()}")
+    print(f"batch {args.batch_size} completions/step · {args.num_generations} per prompt · "
+          f"{args.max_completion_length} new tokens · medlib rollouts: {args.rollout_engine}, "
+          f"{max(args.rollout_batch_steps, 1)} step(s) per generation batch")
     print(f"{'path':<10} {'s/step':>8} {'tokens/s':>10} {'wall s':>8}")
     for name, row in results.items():
         print(f"{name:<10} {row['s/step']:>8.3f} {row['tokens/s']:>10.1f} {row['wall s']:>8.1f}")
     ratio = results["medlib"]["tokens/s"] / results["plain TRL"]["tokens/s"]
-    print(f"tokens/s ratio medlib / plain TRL: {ratio:.2f}×")
+    print(f"steady-state tokens/s ratio medlib / plain TRL: {ratio:.2f}× "
+          f"(wall, with one-off compilation: {results['plain TRL']['wall s'] / results['medlib']['wall s']:.2f}×)")
 
 
 if __name__ == "__main__":

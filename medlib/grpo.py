@@ -1,24 +1,27 @@
 """GRPO: TRL GRPOConfig from params, per-task reward recipes, the trainer, resume, per-reward logs.
 
-vLLM rollouts: GRPOConfig's own `use_vllm`, `vllm_mode`, `vllm_gpu_memory_utilization`, ... fields
-pass straight through `build_grpo_config`; they need the vllm package and are not exercised by
-this repository's tests.
+Rollout engines (TRL's eager generate, compiled static-cache decoding, vLLM) are chosen in
+`medlib.rollouts`; `train` runs the whole stage in one process or one rank of a torchrun job.
 """
 from __future__ import annotations
 
 import math
+import shutil
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from medlib.launch import RESULT_FILE, is_main_process
 from medlib.reward_recipes import build_recipe, recipe_from_params, total_rewards
 from medlib.rewards import RewardFunction, build_reward_functions
 from medlib.sft import last_checkpoint
 
 __all__ = ["build_grpo_config", "make_grpo_trainer", "reward_setup", "reward_series", "reward_summary",
-           "scored_samples", "last_checkpoint", "resume_checkpoint", "TOTAL_REWARD_KEY"]
+           "scored_samples", "last_checkpoint", "resume_checkpoint", "TOTAL_REWARD_KEY", "GRPOSettings",
+           "settings_from", "train", "run"]
 
 TOTAL_REWARD_KEY = "reward"  # TRL's key for the weighted total reward
 
@@ -112,3 +115,123 @@ def scored_samples(model: Any, processor: Any, records: list[dict[str, Any]], da
     weights = list(reward_weights) if reward_weights else [1.0] * len(functions)
     table["total"] = total_rewards(weights, scores)
     return table
+
+
+@dataclass
+class GRPOSettings:
+    """Every parameter of notebooks/30_grpo.ipynb: one GRPO run."""
+
+    experiment: str = "experiment"
+    seed: int = 3407
+    data_dir: str = "data/records"
+    image_size: int = 448
+    runs_dir: str = "runs/experiment"
+    results_dir: str = "results/experiment"
+    model_id: str = "Qwen/Qwen2.5-VL-7B-Instruct"
+    tiny_arch: str = ""
+    backend: str = "auto"
+    answer_format: str = "think_answer"
+    system_prompt: str = ""
+    trust_remote_code: bool = False
+    report_to: str = "none"
+    init_checkpoint: str = ""
+    finetune_mode: str = "lora"
+    load_in_4bit: bool = False
+    reward_functions: list = field(default_factory=lambda: ["format", "accuracy"])
+    reward_weights: list = field(default_factory=lambda: [0.2, 0.8])
+    reward_recipes: dict = field(default_factory=dict)
+    learning_rate: float = 1e-5
+    lr_scheduler_type: str = "constant"
+    warmup_steps: float = 0.0
+    max_steps: int = 500
+    per_device_train_batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    num_generations: int = 4
+    max_completion_length: int = 256
+    temperature: float = 1.0
+    beta: float = 0.0
+    loss_type: str = "dapo"
+    importance_sampling_level: str = "token"
+    gradient_checkpointing: bool = True
+    logging_steps: int = 5
+    save_steps: int = 100
+    max_train_samples: int = -1
+    resume: bool = True
+    rollout_engine: str = "eager"
+    rollout_batch_steps: int = 0
+    vllm_mode: str = "colocate"
+    vllm_gpu_memory_utilization: float = 0.3
+    num_processes: int = 1
+
+
+def settings_from(namespace: Mapping[str, Any]) -> GRPOSettings:
+    """Pick GRPOSettings' fields out of a namespace (a notebook's globals, a params dict)."""
+    names = {f.name for f in fields(GRPOSettings)}
+    return GRPOSettings(**{k: v for k, v in namespace.items() if k in names})
+
+
+def train(settings: GRPOSettings) -> dict[str, Any]:
+    """Run GRPO end to end from the SFT checkpoint (this process, or one torchrun rank); return the summary."""
+    from medlib import data, models, rollouts, workspace
+    from medlib.record import atomic_write_json
+
+    backend = models.activate_backend(settings.backend)
+    workspace.seed_everything(settings.seed)
+    paths = workspace.stage_paths(settings.runs_dir)
+    if not settings.resume and paths["grpo"].exists() and is_main_process():
+        shutil.rmtree(paths["grpo"])
+    start = settings.init_checkpoint or str(paths["sft_final"])
+    pixels = workspace.pixels(settings.image_size)
+    model, processor, backend = models.load_model(
+        start, backend=backend, load_in_4bit=settings.load_in_4bit,
+        gradient_checkpointing=settings.gradient_checkpointing, trust_remote_code=settings.trust_remote_code,
+        full_finetuning=settings.finetune_mode == "full", min_pixels=pixels, max_pixels=pixels)
+    model = models.prepare_for_training(model, backend, settings.finetune_mode, models.LoraSettings(),
+                                        seed=settings.seed, gradient_checkpointing=settings.gradient_checkpointing)
+    parameter_counts = models.count_parameters(model)
+    records = data.read_records(workspace.split_path(settings.data_dir, "train"))
+    records = records if settings.max_train_samples < 0 else records[:settings.max_train_samples]
+    dataset = data.to_dataset(data.grpo_rows(records, settings.data_dir, image_size=settings.image_size,
+                                             answer_format=settings.answer_format,
+                                             system_prompt=settings.system_prompt or None))
+    reward_funcs, weights = reward_setup(settings.reward_functions, settings.reward_weights, settings.reward_recipes)
+    engine_fields = rollouts.rollout_config_fields(
+        settings.rollout_engine, backend=backend, rollout_batch_steps=settings.rollout_batch_steps,
+        vllm_mode=settings.vllm_mode, vllm_gpu_memory_utilization=settings.vllm_gpu_memory_utilization)
+    config = build_grpo_config(
+        paths["grpo"], seed=settings.seed, reward_weights=weights, report_to=settings.report_to,
+        learning_rate=settings.learning_rate, lr_scheduler_type=settings.lr_scheduler_type,
+        warmup_steps=settings.warmup_steps, max_steps=settings.max_steps,
+        per_device_train_batch_size=settings.per_device_train_batch_size,
+        gradient_accumulation_steps=settings.gradient_accumulation_steps, num_generations=settings.num_generations,
+        max_completion_length=settings.max_completion_length, temperature=settings.temperature, beta=settings.beta,
+        loss_type=settings.loss_type, importance_sampling_level=settings.importance_sampling_level,
+        gradient_checkpointing=settings.gradient_checkpointing, logging_steps=settings.logging_steps,
+        log_completions=True, save_strategy="steps" if settings.save_steps > 0 else "no",
+        save_steps=settings.save_steps or 500, **engine_fields)
+    trainer = make_grpo_trainer(model, processor, config, dataset, reward_funcs)
+    if settings.rollout_engine == "compiled":
+        rollouts.enable_compiled_decoding(trainer)
+    checkpoint = resume_checkpoint(paths["grpo"], settings.resume)
+    trainer.train(resume_from_checkpoint=checkpoint)
+    summary = {"global_step": int(trainer.state.global_step), "backend": backend,
+               "rollout_engine": settings.rollout_engine, "finetune_mode": settings.finetune_mode,
+               "parameters": parameter_counts, "train_prompts": len(dataset), "resumed_from": checkpoint,
+               "world_size": int(trainer.args.world_size), "started_from": start,
+               "reward_weights": dict(zip([f.__name__ for f in reward_funcs], weights, strict=True)),
+               "rewards": reward_summary(trainer.state.log_history), "checkpoint": str(paths["grpo_final"]),
+               "log_history": trainer.state.log_history}
+    if trainer.is_world_process_zero():
+        models.save_checkpoint(trainer.model, processor, paths["grpo_final"])
+        atomic_write_json(paths["grpo"] / RESULT_FILE, summary)
+    return summary
+
+
+def run(settings: GRPOSettings) -> dict[str, Any]:
+    """Train in this process, or launch `num_processes` ranks with torchrun and read rank 0's summary."""
+    if settings.num_processes <= 1:
+        return train(settings)
+    from medlib.launch import torchrun_stage
+    from medlib.workspace import stage_paths
+
+    return torchrun_stage("grpo", asdict(settings), stage_paths(settings.runs_dir)["grpo"], settings.num_processes)

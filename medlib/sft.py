@@ -1,12 +1,8 @@
 """Supervised fine-tuning: TRL SFTConfig from params, the trainer for either backend, resume."""
 from __future__ import annotations
 
-import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -14,10 +10,11 @@ from typing import Any
 import torch
 from transformers import EarlyStoppingCallback, TrainerCallback
 
+from medlib.launch import RESULT_FILE, base_model_for_rank, is_main_process
+
 # Qwen chat markers that Unsloth's collator uses to keep the loss on assistant turns only.
 INSTRUCTION_PART = "<|im_start|>user\n"
 RESPONSE_PART = "<|im_start|>assistant\n"
-RESULT_FILE = "result.json"  # rank 0's summary, read back by a multi-process launcher
 
 
 def build_sft_config(output_dir: str | Path, *, backend: str, seed: int, report_to: str = "none",
@@ -203,13 +200,10 @@ def train(settings: SFTSettings) -> dict[str, Any]:
     backend = models.activate_backend(settings.backend)
     workspace.seed_everything(settings.seed)
     paths = workspace.stage_paths(settings.runs_dir)
-    if not settings.resume and paths["sft"].exists() and _is_main_process():
+    if not settings.resume and paths["sft"].exists() and is_main_process():
         shutil.rmtree(paths["sft"])
-    if _is_main_process():
-        base_id = workspace.ensure_base_model(settings.model_id, settings.tiny_arch,
-                                              image_size=settings.image_size, seed=settings.seed)
-    else:  # rank 0 builds a tiny model; the other ranks wait for it rather than race to build it too
-        base_id = _wait_for_base_model(settings)
+    base_id = base_model_for_rank(settings.model_id, settings.tiny_arch, image_size=settings.image_size,
+                                  seed=settings.seed)
     pixels = workspace.pixels(settings.image_size)
     model, processor, backend = models.load_model(
         base_id, backend=backend, load_in_4bit=settings.load_in_4bit,
@@ -265,42 +259,12 @@ def train(settings: SFTSettings) -> dict[str, Any]:
     return summary
 
 
-def _wait_for_base_model(settings: SFTSettings, timeout_s: float = 600) -> str:
-    """Wait until rank 0 has built the tiny base model (no wait for real checkpoints)."""
-    import time
-
-    from medlib.tiny import MARKER_FILE
-
-    if not settings.tiny_arch:
-        return settings.model_id
-    deadline = time.monotonic() + timeout_s
-    while not (Path(settings.model_id) / MARKER_FILE).exists():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{settings.model_id}: tiny base model not built by rank 0 within {timeout_s} s")
-        time.sleep(0.5)
-    return settings.model_id
-
-
-def _is_main_process() -> bool:
-    """True unless this is a non-zero rank of a distributed launch."""
-    return int(os.environ.get("RANK", "0")) == 0
-
-
 def run(settings: SFTSettings) -> dict[str, Any]:
     """Train in this process, or launch `num_processes` ranks with torchrun and read rank 0's summary."""
     if settings.num_processes <= 1:
         return train(settings)
-    from medlib.record import atomic_write_json
+    from medlib.launch import torchrun_stage
     from medlib.workspace import ensure_base_model, stage_paths
 
     ensure_base_model(settings.model_id, settings.tiny_arch, image_size=settings.image_size, seed=settings.seed)
-    folder = stage_paths(settings.runs_dir)["sft"]
-    settings_path = atomic_write_json(folder.with_name("sft-settings.json"), asdict(settings))
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               f"--nproc_per_node={settings.num_processes}", "-m", "medlib", "train", "sft",
-               "--settings", str(settings_path)]
-    print("launching:", " ".join(command), flush=True)
-    completed = subprocess.run(command, check=False)
-    if completed.returncode != 0:
-        raise RuntimeError(f"multi-process SFT failed (exit {completed.returncode}): {' '.join(command)}")
-    return json.loads((folder / RESULT_FILE).read_text())
+    return torchrun_stage("sft", asdict(settings), stage_paths(settings.runs_dir)["sft"], settings.num_processes)

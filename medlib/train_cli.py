@@ -1,4 +1,4 @@
-"""`medlib train sft PARAMS | --settings FILE`: one training stage outside the notebook (torchrun-ready)."""
+"""`medlib train sft|grpo PARAMS | --settings FILE`: one training stage outside the notebook (torchrun-ready)."""
 from __future__ import annotations
 
 import argparse
@@ -7,6 +7,7 @@ from pathlib import Path
 
 # The notebooks declare the parameters; medlib is installed editable beside them.
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+STAGES = ("sft", "grpo")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -15,7 +16,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "train", help="run a training stage from an experiment file (works under torchrun / accelerate launch)",
         description="Run the training of one stage with the parameters its notebook would get. Launch it with "
         "`torchrun --standalone --nproc_per_node N -m medlib train sft params/x.yaml` for N processes.")
-    parser.add_argument("stage", choices=["sft"], help="the stage to train")
+    parser.add_argument("stage", choices=STAGES, help="the stage to train")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("params", nargs="?", help="experiment file, e.g. params/tiny.yaml")
     source.add_argument("--settings", help="a settings JSON written by a notebook's multi-process launch")
@@ -24,26 +25,35 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run_train)
 
 
-def stage_settings(params: str, overrides: list[str]) -> dict:
-    """The merged, validated parameters the 20_sft notebook would receive from an experiment file."""
+def stage_settings(stage: str, params: str, overrides: list[str]) -> dict:
+    """The merged, validated parameters the stage's notebook would receive from an experiment file."""
     from medlib.config import discover_stages, load_experiment, stage_parameters
 
     stages = {s.block: s for s in discover_stages(NOTEBOOKS_DIR)}
     experiment = load_experiment(params, overrides, stages=list(stages.values()))
-    return {"experiment": experiment.name, **stage_parameters(experiment, stages["sft"])}
+    return {"experiment": experiment.name, **stage_parameters(experiment, stages[stage])}
 
 
 def run_train(args: argparse.Namespace) -> int:
     """Handler of `medlib train`."""
-    values = json.loads(Path(args.settings).read_text()) if args.settings else stage_settings(args.params, args.overrides)
+    if args.settings:
+        values = json.loads(Path(args.settings).read_text())
+    else:
+        values = stage_settings(args.stage, args.params, args.overrides)
     from medlib import models
 
     models.activate_backend(values.get("backend", "auto"))  # Unsloth before transformers/TRL
-    from medlib import sft
-
-    settings = sft.settings_from(values)
+    if args.stage == "sft":
+        from medlib import sft as stage
+    else:
+        from medlib import grpo as stage
+    settings = stage.settings_from(values)
     settings.num_processes = 1  # this process is one rank; the launcher decides how many
-    summary = sft.train(settings)
-    print(f"[medlib] sft: {summary['global_step']} steps, last loss {summary['last_train_loss']}, "
-          f"world size {summary['world_size']} -> {summary['checkpoint']}")
+    summary = stage.train(settings)
+    if args.stage == "sft":
+        detail = f"last loss {summary['last_train_loss']}"
+    else:
+        detail = f"mean total reward {summary['rewards'].get('reward')}"
+    print(f"[medlib] {args.stage}: {summary['global_step']} steps, {detail}, world size {summary['world_size']} "
+          f"-> {summary['checkpoint']}")
     return 0
