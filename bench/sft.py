@@ -3,7 +3,10 @@
     .venv/bin/python bench/sft.py                         # tiny random Qwen2.5-VL on CPU
     python bench/sft.py --model DIR --image-size 448 --batch-size 8 --steps 10   # e.g. a 3B shape on a GPU
 
-Each path runs in its own process (so peak memory is its own); prints median step time,
+Both paths train LoRA on the language model over the same rows for `--epochs` epochs of
+`--steps` steps; medlib serves the frozen vision tower's features from its cache after an
+image's first visit (`--no-vision-cache` turns that off). Each path runs in its own process (so
+peak memory is its own); prints the mean step time over all steps after two warm-up steps,
 tokens/s and peak memory side by side, then `ratio (medlib / plain tokens/s): <x>`.
 """
 from __future__ import annotations
@@ -20,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from medlib import data, models, synthetic, workspace
+from medlib import data, models, synthetic, vision_cache, workspace
 from medlib.tiny import build_tiny_model
 
 LORA = models.LoraSettings(r=16, lora_alpha=32, lora_dropout=0.0)
@@ -33,10 +36,16 @@ def peak_memory_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def rows(work: Path, n: int, image_size: int) -> list[dict]:
-    """Prompt/completion rows of synthetic questions."""
-    path = synthetic.make_split(work / "data", "train", n, image_size=image_size, question_types=["presence", "count"])
-    return data.sft_rows(data.read_records(path), work / "data", image_size=image_size)
+def rows(work: Path, args: argparse.Namespace) -> list[dict]:
+    """Prompt/completion rows of synthetic questions: one epoch's worth, repeated for every epoch."""
+    path = synthetic.make_split(work / "data", "train", args.batch_size * args.steps, image_size=args.image_size,
+                                question_types=["presence", "count"])
+    return data.sft_rows(data.read_records(path), work / "data", image_size=args.image_size) * args.epochs
+
+
+def total_steps(args: argparse.Namespace) -> int:
+    """Optimizer steps of one path."""
+    return args.steps * args.epochs
 
 
 def measure_medlib(model_dir: str, work: Path, args: argparse.Namespace) -> dict:
@@ -49,7 +58,8 @@ def measure_medlib(model_dir: str, work: Path, args: argparse.Namespace) -> dict
     model, processor, backend = models.load_model(model_dir, min_pixels=pixels, max_pixels=pixels,
                                                   gradient_checkpointing=args.gradient_checkpointing)
     model = models.prepare_for_training(model, backend, "lora", LORA, gradient_checkpointing=args.gradient_checkpointing)
-    train = data.to_dataset(rows(work, args.batch_size * (args.steps + 2), args.image_size))
+    cache = None if args.no_vision_cache else vision_cache.attach_vision_cache(model)
+    train = data.to_dataset(rows(work, args))
     times: list[float] = []
     tokens: list[int] = []
 
@@ -62,7 +72,7 @@ def measure_medlib(model_dir: str, work: Path, args: argparse.Namespace) -> dict
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - self.started)
 
-    config = sft.build_sft_config(work / "out", backend=backend, seed=0, max_steps=args.steps + 2,
+    config = sft.build_sft_config(work / "out", backend=backend, seed=0, max_steps=total_steps(args),
                                   per_device_train_batch_size=args.batch_size, learning_rate=1e-4,
                                   logging_steps=1000, save_strategy="no",
                                   gradient_checkpointing=args.gradient_checkpointing)
@@ -70,7 +80,8 @@ def measure_medlib(model_dir: str, work: Path, args: argparse.Namespace) -> dict
     collate = trainer.data_collator
     tokens.append(int(collate([train[i] for i in range(args.batch_size)])["attention_mask"].sum()))
     trainer.train()
-    return {"step_s": statistics.median(times[2:]), "tokens_per_step": tokens[0]}
+    return {"step_s": statistics.mean(times[2:]), "tokens_per_step": tokens[0],
+            "vision_cache": cache.stats() if cache else None}
 
 
 def measure_plain(model_dir: str, work: Path, args: argparse.Namespace) -> dict:
@@ -89,9 +100,9 @@ def measure_plain(model_dir: str, work: Path, args: argparse.Namespace) -> dict:
     processor = load_processor(model_dir, min_pixels=args.image_size**2, max_pixels=args.image_size**2)
     processor.tokenizer.padding_side = "right"
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-    all_rows = rows(work, args.batch_size * (args.steps + 2), args.image_size)
+    all_rows = rows(work, args)
     times, tokens = [], 0
-    for step in range(args.steps + 2):
+    for step in range(total_steps(args)):
         batch = all_rows[step * args.batch_size:(step + 1) * args.batch_size]
         started = time.perf_counter()  # collation counts, as it does inside the Trainer's step
         texts = [processor.apply_chat_template(r["prompt"] + r["completion"], tokenize=False) for r in batch]
@@ -105,7 +116,7 @@ def measure_plain(model_dir: str, work: Path, args: argparse.Namespace) -> dict:
             torch.cuda.synchronize()
         times.append(time.perf_counter() - started)
         tokens = int(inputs["attention_mask"].sum())
-    return {"step_s": statistics.median(times[2:]), "tokens_per_step": tokens}
+    return {"step_s": statistics.mean(times[2:]), "tokens_per_step": tokens}
 
 
 def child(args: argparse.Namespace) -> None:
@@ -123,7 +134,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="", help="checkpoint folder (default: build a tiny random model)")
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=10, help="measured steps (after 2 warm-up steps)")
+    parser.add_argument("--steps", type=int, default=10, help="steps per epoch")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs over the same rows")
+    parser.add_argument("--no-vision-cache", action="store_true", help="medlib without its vision feature cache")
     parser.add_argument("--image-size", type=int, default=112)
     parser.add_argument("--gradient-checkpointing", action="store_true")
     parser.add_argument("--path", choices=["medlib", "plain"], help=argparse.SUPPRESS)
@@ -138,18 +151,22 @@ def main() -> None:
     for path in ("medlib", "plain"):
         command = [sys.executable, __file__, "--path", path, "--work", str(work), "--model", args.model,
                    "--batch-size", str(args.batch_size), "--steps", str(args.steps),
-                   "--image-size", str(args.image_size)]
+                   "--image-size", str(args.image_size), "--epochs", str(args.epochs)]
         command += ["--gradient-checkpointing"] if args.gradient_checkpointing else []
+        command += ["--no-vision-cache"] if args.no_vision_cache else []
         output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
         results[path] = json.loads(output.split("RESULT ", 1)[1])
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"
-    print(f"model {args.model} · batch {args.batch_size} · {args.image_size}px · LoRA r=16 (language model) · {device}")
+    print(f"model {args.model} · batch {args.batch_size} · {args.image_size}px · LoRA r=16 (language model) · "
+          f"{args.epochs} epochs × {args.steps} steps · {device}")
     print(f"{'path':<34}{'step s':>9}{'tokens/s':>11}{'peak GiB':>10}")
     speed = {}
     for path, label in (("medlib", "medlib (TRL SFTTrainer, answer loss)"), ("plain", "plain transformers + peft loop")):
         r = results[path]
         speed[path] = r["tokens_per_step"] / r["step_s"]
         print(f"{label:<34}{r['step_s']:>9.3f}{speed[path]:>11.0f}{r['peak_gib']:>10.2f}")
+    if results["medlib"].get("vision_cache"):
+        print(f"medlib vision feature cache: {results['medlib']['vision_cache']}")
     print(f"ratio (medlib / plain tokens/s): {speed['medlib'] / speed['plain']:.2f}")
 
 

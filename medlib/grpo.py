@@ -18,6 +18,7 @@ from medlib.launch import RESULT_FILE, is_main_process
 from medlib.reward_recipes import build_recipe, recipe_from_params, total_rewards
 from medlib.rewards import RewardFunction, build_reward_functions
 from medlib.sft import last_checkpoint
+from medlib.vision_cache import VisionFeatureCache, attach_vision_cache
 
 __all__ = ["build_grpo_config", "make_grpo_trainer", "reward_setup", "reward_series", "reward_summary",
            "scored_samples", "last_checkpoint", "resume_checkpoint", "TOTAL_REWARD_KEY", "GRPOSettings",
@@ -153,6 +154,7 @@ class GRPOSettings:
     loss_type: str = "dapo"
     importance_sampling_level: str = "token"
     gradient_checkpointing: bool = True
+    vision_cache_gib: float = 4.0
     logging_steps: int = 5
     save_steps: int = 100
     max_train_samples: int = -1
@@ -189,6 +191,7 @@ def train(settings: GRPOSettings) -> dict[str, Any]:
     model = models.prepare_for_training(model, backend, settings.finetune_mode, models.LoraSettings(),
                                         seed=settings.seed, gradient_checkpointing=settings.gradient_checkpointing)
     parameter_counts = models.count_parameters(model)
+    cache = attach_vision_cache(model, VisionFeatureCache(settings.vision_cache_gib)) if settings.vision_cache_gib else None
     records = data.read_records(workspace.split_path(settings.data_dir, "train"))
     records = records if settings.max_train_samples < 0 else records[:settings.max_train_samples]
     dataset = data.to_dataset(data.grpo_rows(records, settings.data_dir, image_size=settings.image_size,
@@ -220,7 +223,7 @@ def train(settings: GRPOSettings) -> dict[str, Any]:
                "world_size": int(trainer.args.world_size), "started_from": start,
                "reward_weights": dict(zip([f.__name__ for f in reward_funcs], weights, strict=True)),
                "rewards": reward_summary(trainer.state.log_history), "checkpoint": str(paths["grpo_final"]),
-               "log_history": trainer.state.log_history}
+               "vision_cache": cache.stats() if cache else None, "log_history": trainer.state.log_history}
     if trainer.is_world_process_zero():
         models.save_checkpoint(trainer.model, processor, paths["grpo_final"])
         atomic_write_json(paths["grpo"] / RESULT_FILE, summary)

@@ -11,6 +11,7 @@ import torch
 from transformers import EarlyStoppingCallback, TrainerCallback
 
 from medlib.launch import RESULT_FILE, base_model_for_rank, is_main_process
+from medlib.vision_cache import VisionFeatureCache, attach_vision_cache
 
 # Qwen chat markers that Unsloth's collator uses to keep the loss on assistant turns only.
 INSTRUCTION_PART = "<|im_start|>user\n"
@@ -126,6 +127,7 @@ class SFTSettings:
     per_device_train_batch_size: int = 2
     gradient_accumulation_steps: int = 8
     gradient_checkpointing: bool = True
+    vision_cache_gib: float = 4.0
     weight_decay: float = 0.0
     logging_steps: int = 10
     eval_steps: int = 200
@@ -218,6 +220,7 @@ def train(settings: SFTSettings) -> dict[str, Any]:
     model = models.prepare_for_training(model, backend, settings.finetune_mode, lora, seed=settings.seed,
                                         gradient_checkpointing=settings.gradient_checkpointing)
     parameter_counts = models.count_parameters(model)
+    cache = attach_vision_cache(model, VisionFeatureCache(settings.vision_cache_gib)) if settings.vision_cache_gib else None
     style = "messages" if backend == "unsloth" else "prompt_completion"
     train_dataset, _ = _rows(settings, "train", settings.max_train_samples, style)
     evaluating = settings.eval_steps > 0
@@ -250,7 +253,8 @@ def train(settings: SFTSettings) -> dict[str, Any]:
     summary = {**training_summary(trainer), "backend": backend, "finetune_mode": settings.finetune_mode,
                "parameters": parameter_counts, "train_questions": len(train_dataset),
                "resumed_from": checkpoint, "world_size": int(trainer.args.world_size),
-               "checkpoint": str(paths["sft_final"]), "log_history": trainer.state.log_history}
+               "checkpoint": str(paths["sft_final"]), "vision_cache": cache.stats() if cache else None,
+               "log_history": trainer.state.log_history}
     if trainer.is_world_process_zero():
         models.save_checkpoint(trainer.model, processor, paths["sft_final"])
         if settings.save_merged and settings.finetune_mode == "lora":
