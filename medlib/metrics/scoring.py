@@ -100,8 +100,7 @@ def _report_metrics(references: list, predictions: list, bertscore_model: str | 
     """(metrics, per-item score lists) for report generation."""
     generated = [p or "" for p in predictions]
     per_item = {
-        "flare_report_score": [flare_report.flare_report_components(g, r)["overall"] for g, r in
-                               zip(generated, references)],
+        "flare_report_score": report_item_scores(references, predictions),
         "rouge_l": text.rouge_l_per_item(generated, references),
         "temporal_f1": [text.temporal_f1_item(g, r) for g, r in zip(generated, references)],
     }  # fmt: skip
@@ -117,6 +116,16 @@ def _report_metrics(references: list, predictions: list, bertscore_model: str | 
         metrics["bertscore_settings"] = result["settings"]
         per_item["bertscore_f1"] = result["f1_per_item"]
     return metrics, per_item
+
+
+def report_item_scores(references: Sequence, predictions: Sequence) -> list[float]:
+    """FLARE report score of each generated report (an unparsed one scores as empty text)."""
+    return [flare_report.flare_report_components(p or "", r)["overall"] for p, r in zip(predictions, references)]
+
+
+def _report_primary(_references: Sequence, scores: Sequence) -> dict:
+    """A report group's primary metric from its per-item scores (their mean)."""
+    return {PRIMARY["report_generation"][0]: sum(scores) / len(scores) if scores else float("nan")}
 
 
 def _task_metric(task: str, parser: str) -> Callable[[Sequence, Sequence], dict]:
@@ -180,15 +189,18 @@ def compare_records(
     by_id = {record["id"]: record for record in baseline}
     rows = []
     for (dataset, task), group in _group([r for r in candidate if r["id"] in by_id]).items():
-        if task == "report_generation":
-            continue  # corpus text metrics: compared through their per-item CIs instead
         pairs = [(by_id[r["id"]], r) for r in group if by_id[r["id"]]["task"] == task]
         references, baseline_preds, _, _ = _items(task, [a for a, _ in pairs], parser)
         _, candidate_preds, _, _ = _items(task, [b for _, b in pairs], parser)
         if not references or len(baseline_preds) != len(candidate_preds):
             continue
         primary, lower_is_better = PRIMARY[task]
-        metric = _task_metric(task, parser)
+        if task == "report_generation":  # score each report once, then resample the per-item scores
+            baseline_preds = report_item_scores(references, baseline_preds)
+            candidate_preds = report_item_scores(references, candidate_preds)
+            metric = _report_primary
+        else:
+            metric = _task_metric(task, parser)
         test = stats.paired_bootstrap(
             _primary_of(metric, primary), references, baseline_preds, candidate_preds, n_resamples=n_resamples
         )

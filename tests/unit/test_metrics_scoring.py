@@ -74,3 +74,20 @@ def test_cli_bad_input_names_file_and_field(tmp_path: Path, capsys: pytest.Captu
     assert main(["score", str(path)]) == 1
     error = capsys.readouterr().err
     assert str(path) in error and any(part in error for part in message.split("|"))
+
+
+def test_report_generation_is_compared_item_by_item() -> None:
+    references = ["Findings: small left pleural effusion. Impression: effusion.",
+                  "Findings: no pneumothorax. Impression: normal chest.",
+                  "Findings: cardiomegaly. Impression: enlarged heart."]
+    weak = ["Findings: normal. Impression: normal."] * 3
+    baseline = [{"id": f"r{i}", "task": "report_generation", "dataset": "d", "raw": raw, "answer": ref}
+                for i, (raw, ref) in enumerate(zip(weak, references))]
+    candidate = [{**record, "raw": record["answer"]} for record in baseline]  # the references themselves
+    row = scoring.compare_records(baseline, candidate, n_resamples=200)[0]
+    expected_a = sum(scoring.report_item_scores(references, weak)) / 3
+    expected_b = sum(scoring.report_item_scores(references, references)) / 3
+    assert row["task"] == "report_generation" and row["metric"] == "flare_report_score" and row["n"] == 3
+    assert row["baseline"] == pytest.approx(expected_a) and row["candidate"] == pytest.approx(expected_b)
+    assert row["difference"] == pytest.approx(expected_b - expected_a) and row["difference"] > 0
+    assert row["low"] <= row["difference"] <= row["high"]
