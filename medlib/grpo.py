@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import shutil
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from medlib.launch import RESULT_FILE, is_main_process
 from medlib.reward_recipes import build_recipe, recipe_from_params, total_rewards
 from medlib.rewards import RewardFunction, build_reward_functions
 from medlib.sft import last_checkpoint
+from medlib.stage_settings import TrainingStageSettings
 from medlib.vision_cache import VisionFeatureCache, attach_vision_cache
 
 __all__ = ["build_grpo_config", "make_grpo_trainer", "reward_setup", "reward_series", "reward_summary",
@@ -119,25 +120,10 @@ def scored_samples(model: Any, processor: Any, records: list[dict[str, Any]], da
 
 
 @dataclass
-class GRPOSettings:
+class GRPOSettings(TrainingStageSettings):
     """Every parameter of notebooks/30_grpo.ipynb: one GRPO run."""
 
-    experiment: str = "experiment"
-    seed: int = 3407
-    data_dir: str = "data/records"
-    image_size: int = 448
-    runs_dir: str = "runs/experiment"
-    results_dir: str = "results/experiment"
-    model_id: str = "Qwen/Qwen2.5-VL-7B-Instruct"
-    tiny_arch: str = ""
-    backend: str = "auto"
-    answer_format: str = "think_answer"
-    system_prompt: str = ""
-    trust_remote_code: bool = False
-    report_to: str = "none"
     init_checkpoint: str = ""
-    finetune_mode: str = "lora"
-    load_in_4bit: bool = False
     reward_functions: list = field(default_factory=lambda: ["format", "accuracy"])
     reward_weights: list = field(default_factory=lambda: [0.2, 0.8])
     reward_recipes: dict = field(default_factory=dict)
@@ -153,8 +139,6 @@ class GRPOSettings:
     beta: float = 0.0
     loss_type: str = "dapo"
     importance_sampling_level: str = "token"
-    gradient_checkpointing: bool = True
-    vision_cache_gib: float = 4.0
     logging_steps: int = 5
     save_steps: int = 100
     max_train_samples: int = -1
@@ -163,13 +147,11 @@ class GRPOSettings:
     rollout_batch_steps: int = 0
     vllm_mode: str = "colocate"
     vllm_gpu_memory_utilization: float = 0.3
-    num_processes: int = 1
 
 
 def settings_from(namespace: Mapping[str, Any]) -> GRPOSettings:
     """Pick GRPOSettings' fields out of a namespace (a notebook's globals, a params dict)."""
-    names = {f.name for f in fields(GRPOSettings)}
-    return GRPOSettings(**{k: v for k, v in namespace.items() if k in names})
+    return GRPOSettings.from_namespace(namespace)
 
 
 def train(settings: GRPOSettings) -> dict[str, Any]:

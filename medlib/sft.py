@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import re
 import shutil
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import torch
 from transformers import EarlyStoppingCallback, TrainerCallback
 
 from medlib.launch import RESULT_FILE, base_model_for_rank, is_main_process
+from medlib.stage_settings import TrainingStageSettings
 from medlib.vision_cache import VisionFeatureCache, attach_vision_cache
 
 # Qwen chat markers that Unsloth's collator uses to keep the loss on assistant turns only.
@@ -93,24 +95,9 @@ def training_summary(trainer: Any) -> dict[str, Any]:
 
 
 @dataclass
-class SFTSettings:
+class SFTSettings(TrainingStageSettings):
     """Every parameter of notebooks/20_sft.ipynb: one run of supervised fine-tuning."""
 
-    experiment: str = "experiment"
-    seed: int = 3407
-    data_dir: str = "data/records"
-    image_size: int = 448
-    runs_dir: str = "runs/experiment"
-    results_dir: str = "results/experiment"
-    model_id: str = "Qwen/Qwen2.5-VL-7B-Instruct"
-    tiny_arch: str = ""
-    backend: str = "auto"
-    answer_format: str = "think_answer"
-    system_prompt: str = ""
-    trust_remote_code: bool = False
-    report_to: str = "none"
-    finetune_mode: str = "lora"
-    load_in_4bit: bool = False
     r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.05
@@ -126,8 +113,6 @@ class SFTSettings:
     max_steps: int = -1
     per_device_train_batch_size: int = 2
     gradient_accumulation_steps: int = 8
-    gradient_checkpointing: bool = True
-    vision_cache_gib: float = 4.0
     weight_decay: float = 0.0
     logging_steps: int = 10
     eval_steps: int = 200
@@ -142,13 +127,11 @@ class SFTSettings:
     generation_eval_samples: int = 64
     resume: bool = True
     save_merged: bool = False
-    num_processes: int = 1
 
 
-def settings_from(namespace: dict[str, Any]) -> SFTSettings:
+def settings_from(namespace: Mapping[str, Any]) -> SFTSettings:
     """Pick SFTSettings' fields out of a namespace (a notebook's globals, a params dict)."""
-    names = {f.name for f in fields(SFTSettings)}
-    return SFTSettings(**{k: v for k, v in namespace.items() if k in names})
+    return SFTSettings.from_namespace(namespace)
 
 
 class GenerationEvalCallback(TrainerCallback):

@@ -72,3 +72,18 @@ def test_notebooks_do_not_branch_on_the_profile(path: Path):
 def test_every_experiment_file_validates_against_the_notebooks(path: Path):
     stages = discover_stages(ROOT / "notebooks")
     validate_experiment(load_experiment(path), stages)
+
+
+@pytest.mark.parametrize(("stem", "settings_class"), [("20_sft", "medlib.sft.SFTSettings"),
+                                                       ("30_grpo", "medlib.grpo.GRPOSettings")])
+def test_training_settings_cover_exactly_the_notebook_parameters(stem: str, settings_class: str) -> None:
+    """A parameter the notebook declares but its settings dataclass lacks would be silently ignored."""
+    import dataclasses
+    import importlib
+
+    from medlib.config import notebook_parameters
+
+    module, name = settings_class.rsplit(".", 1)
+    settings = getattr(importlib.import_module(module), name)
+    declared = set(notebook_parameters(ROOT / "notebooks" / f"{stem}.ipynb"))
+    assert {f.name for f in dataclasses.fields(settings)} == declared
