@@ -15,7 +15,7 @@ model=${1:?usage: bash bench/gpu.sh MODEL_DIR [OUT_DIR]}
 out=${2:-${OUT:-.}}
 mkdir -p "$out"
 log="$out/bench-gpu.log"
-run() { echo "== $*" | tee -a "$log"; "$@" 2>&1 | grep -v -E "Warning|warn\(|^\s*$" | tail -12 | tee -a "$log"; }
+run() { echo "== $*" | tee -a "$log"; "$@" 2>&1 | grep -v -E "^\{|Warning|warn\(|^\s*$" | tail -12 | tee -a "$log"; }
 py=${PYTHON:-python3}
 run "$py" bench/sft.py --model "$model" --image-size 448 --batch-size 8 --steps 6 --epochs 2 --gradient-checkpointing
 run "$py" bench/sft.py --model "$model" --image-size 448 --batch-size 16 --steps 6 --epochs 2
