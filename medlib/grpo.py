@@ -19,7 +19,7 @@ from medlib.reward_recipes import build_recipe, recipe_from_params, total_reward
 from medlib.rewards import RewardFunction, build_reward_functions
 from medlib.sft import last_checkpoint
 from medlib.stage_settings import TrainingStageSettings
-from medlib.vision_cache import VisionFeatureCache, attach_vision_cache
+from medlib.vision_cache import cache_for_training
 
 __all__ = ["build_grpo_config", "make_grpo_trainer", "reward_setup", "reward_series", "reward_summary",
            "scored_samples", "last_checkpoint", "resume_checkpoint", "TOTAL_REWARD_KEY", "GRPOSettings",
@@ -173,7 +173,7 @@ def train(settings: GRPOSettings) -> dict[str, Any]:
     model = models.prepare_for_training(model, backend, settings.finetune_mode, models.LoraSettings(),
                                         seed=settings.seed, gradient_checkpointing=settings.gradient_checkpointing)
     parameter_counts = models.count_parameters(model)
-    cache = attach_vision_cache(model, VisionFeatureCache(settings.vision_cache_gib)) if settings.vision_cache_gib else None
+    cache = cache_for_training(model, settings.vision_cache_gib)
     records = data.read_records(workspace.split_path(settings.data_dir, "train"))
     records = records if settings.max_train_samples < 0 else records[:settings.max_train_samples]
     dataset = data.to_dataset(data.grpo_rows(records, settings.data_dir, image_size=settings.image_size,

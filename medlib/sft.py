@@ -13,7 +13,7 @@ from transformers import EarlyStoppingCallback, TrainerCallback
 
 from medlib.launch import RESULT_FILE, base_model_for_rank, is_main_process
 from medlib.stage_settings import TrainingStageSettings
-from medlib.vision_cache import VisionFeatureCache, attach_vision_cache
+from medlib.vision_cache import cache_for_training
 
 # Qwen chat markers that Unsloth's collator uses to keep the loss on assistant turns only.
 INSTRUCTION_PART = "<|im_start|>user\n"
@@ -203,7 +203,7 @@ def train(settings: SFTSettings) -> dict[str, Any]:
     model = models.prepare_for_training(model, backend, settings.finetune_mode, lora, seed=settings.seed,
                                         gradient_checkpointing=settings.gradient_checkpointing)
     parameter_counts = models.count_parameters(model)
-    cache = attach_vision_cache(model, VisionFeatureCache(settings.vision_cache_gib)) if settings.vision_cache_gib else None
+    cache = cache_for_training(model, settings.vision_cache_gib)
     style = "messages" if backend == "unsloth" else "prompt_completion"
     train_dataset, _ = _rows(settings, "train", settings.max_train_samples, style)
     evaluating = settings.eval_steps > 0

@@ -46,7 +46,8 @@ class VisionFeatureCache:
         """Store one image's features, evicting the oldest entries beyond max_gib."""
         if key in self.entries:
             return
-        kept = [t.detach().to("cpu") if self.storage == "cpu" else t.detach() for t in tensors]
+        # Copies, not views: a view would keep the whole batch's output tensor alive.
+        kept = [t.detach().to("cpu", copy=True) if self.storage == "cpu" else t.detach().clone() for t in tensors]
         self.entries[key] = kept
         self.stored_bytes += sum(t.numel() * t.element_size() for t in kept)
         while self.stored_bytes > self.max_gib * 2**30 and len(self.entries) > 1:
@@ -143,6 +144,17 @@ def attach_vision_cache(model: Any, cache: VisionFeatureCache | None = None) -> 
     owner.get_image_features = cached_image_features
     owner._medlib_vision_cache = cache
     return cache
+
+
+def cache_for_training(model: Any, max_gib: float) -> VisionFeatureCache | None:
+    """Attach a cache of `max_gib` when asked (> 0) and the model has a Qwen-VL vision tower; else None."""
+    if max_gib <= 0:
+        return None
+    try:
+        return attach_vision_cache(model, VisionFeatureCache(max_gib=max_gib))
+    except ValueError as error:  # another architecture: train without the cache rather than fail
+        print(f"[medlib] vision feature cache off: {error}", flush=True)
+        return None
 
 
 def detach_vision_cache(model: Any) -> None:

@@ -110,3 +110,9 @@ def test_least_recently_used_entries_are_evicted() -> None:
 def test_a_model_without_a_vision_tower_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="no Qwen-VL vision tower"):
         vision_cache.attach_vision_cache(torch.nn.Linear(2, 2))
+
+
+def test_training_runs_without_a_cache_when_none_applies(capsys: pytest.CaptureFixture) -> None:
+    assert vision_cache.cache_for_training(torch.nn.Linear(2, 2), max_gib=4.0) is None
+    assert "vision feature cache off" in capsys.readouterr().out
+    assert vision_cache.cache_for_training(torch.nn.Linear(2, 2), max_gib=0) is None
