@@ -97,10 +97,24 @@ def _fingerprints(pixel_values: torch.Tensor, grid_thw: torch.Tensor) -> list[tu
 
 
 def _per_image(output: Any) -> list[list[torch.Tensor]]:
-    """Split an output of get_image_features into each image's tensors: pooled, then deepstack levels."""
+    """Split an output of get_image_features into each image's tensors: pooled, then deepstack levels.
+
+    Qwen3-VL's deepstack levels come split per image (newer transformers) or concatenated (5.17).
+    """
     pooled = list(output.pooler_output)
-    levels = getattr(output, "deepstack_features", None) or []
+    sizes = [tensor.shape[0] for tensor in pooled]
+    levels = [list(level) if isinstance(level, (tuple, list)) else list(torch.split(level, sizes))
+              for level in getattr(output, "deepstack_features", None) or []]
     return [[pooled[i], *(level[i] for level in levels)] for i in range(len(pooled))]
+
+
+def _fill_output(result: Any, images: list[list[torch.Tensor]], deepstack_split: bool) -> Any:
+    """Put each image's tensors back into `result` in the layout the model's forward reads."""
+    result.pooler_output = tuple(tensors[0] for tensors in images)
+    if len(images[0]) > 1:  # Qwen3-VL: deepstack levels after the pooled features
+        levels = [tuple(tensors[level] for tensors in images) for level in range(1, len(images[0]))]
+        result.deepstack_features = levels if deepstack_split else [torch.cat(level) for level in levels]
+    return result
 
 
 def attach_vision_cache(model: Any, cache: VisionFeatureCache | None = None) -> VisionFeatureCache:
@@ -108,7 +122,7 @@ def attach_vision_cache(model: Any, cache: VisionFeatureCache | None = None) -> 
     cache = cache or VisionFeatureCache()
     owner = _vision_owner(model)
     original = owner.get_image_features
-    output_type: list[type] = []  # the class of the model's own output, seen on the first (missing) call
+    seen: dict[str, Any] = {}  # the model's own output class and deepstack layout, from its first call
 
     def cached_image_features(pixel_values: torch.Tensor, image_grid_thw: torch.Tensor | None = None, **kwargs):
         if image_grid_thw is None or any(p.requires_grad for p in owner.visual.parameters()):
@@ -131,15 +145,12 @@ def attach_vision_cache(model: Any, cache: VisionFeatureCache | None = None) -> 
                 cache.put(keys[index], tensors)
                 found[index] = tensors
             found = [tensors if tensors is not None else found[first_of[key]] for key, tensors in zip(keys, found)]
-            output_type[:] = [type(output)]
+            levels = getattr(output, "deepstack_features", None) or [()]
+            seen.update(type=type(output), deepstack_split=isinstance(levels[0], (tuple, list)))
         device = pixel_values.device
         images = [[t.to(device, non_blocking=True) for t in tensors] for tensors in found]
-        result = output if output is not None else (output_type or [BaseModelOutputWithPooling])[0]()
-        result.pooler_output = tuple(tensors[0] for tensors in images)
-        if len(images[0]) > 1:  # Qwen3-VL: deepstack levels after the pooled features
-            result.deepstack_features = [tuple(tensors[level] for tensors in images)
-                                         for level in range(1, len(images[0]))]
-        return result
+        result = output if output is not None else seen.get("type", BaseModelOutputWithPooling)()
+        return _fill_output(result, images, seen.get("deepstack_split", True))
 
     owner.get_image_features = cached_image_features
     owner._medlib_vision_cache = cache

@@ -116,3 +116,22 @@ def test_training_runs_without_a_cache_when_none_applies(capsys: pytest.CaptureF
     assert vision_cache.cache_for_training(torch.nn.Linear(2, 2), max_gib=4.0) is None
     assert "vision feature cache off" in capsys.readouterr().out
     assert vision_cache.cache_for_training(torch.nn.Linear(2, 2), max_gib=0) is None
+
+
+@pytest.mark.parametrize("split", [True, False])
+def test_deepstack_levels_keep_the_layout_the_model_produced(split: bool) -> None:
+    """transformers 5.17's Qwen3-VL concatenates the deepstack levels; newer versions split them per image."""
+    from types import SimpleNamespace
+
+    pooled = (torch.zeros(2, 3), torch.ones(1, 3))
+    level = torch.arange(9.0).reshape(3, 3)
+    deepstack = [tuple(torch.split(level, [2, 1]))] if split else [level]
+    images = vision_cache._per_image(SimpleNamespace(pooler_output=pooled, deepstack_features=deepstack))
+    assert [len(tensors) for tensors in images] == [2, 2]
+    torch.testing.assert_close(images[1][1], level[2:])
+    rebuilt = vision_cache._fill_output(SimpleNamespace(), images, split)
+    if split:
+        torch.testing.assert_close(rebuilt.deepstack_features[0][0], level[:2])
+    else:
+        torch.testing.assert_close(rebuilt.deepstack_features[0], level)
+    torch.testing.assert_close(rebuilt.pooler_output[1], pooled[1])
