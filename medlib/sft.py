@@ -127,6 +127,7 @@ class SFTSettings(TrainingStageSettings):
     generation_eval_samples: int = 64
     resume: bool = True
     save_merged: bool = False
+    dataloader_num_workers: int = 0
 
 
 def settings_from(namespace: Mapping[str, Any]) -> SFTSettings:
@@ -221,6 +222,7 @@ def train(settings: SFTSettings) -> dict[str, Any]:
         eval_steps=settings.eval_steps or None,
         save_strategy="steps" if settings.save_steps > 0 else "no", save_steps=settings.save_steps or 500,
         save_total_limit=settings.save_total_limit, load_best_model_at_end=keep_best,
+        dataloader_num_workers=settings.dataloader_num_workers,
         metric_for_best_model="eval_loss" if keep_best else None, greater_is_better=False if keep_best else None,
         **({"train_sampling_strategy": "sequential"} if settings.curriculum not in ("none", "shuffle") else {}))
     callbacks: list = []
