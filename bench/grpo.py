@@ -65,7 +65,7 @@ def _plain_trl(args: argparse.Namespace, checkpoint: str, dataset: Any, out_dir:
 def _medlib(args: argparse.Namespace, checkpoint: str, dataset: Any, out_dir: Path):
     """medlib's path: reward recipe, rollout engine, batched rollouts and the vision feature cache."""
     model, processor = _model(args, checkpoint)
-    cache = None if args.no_vision_cache else vision_cache.attach_vision_cache(model)
+    cache = None if args.no_vision_cache else vision_cache.cache_for_training(model, 4.0)
     functions, weights = grpo.reward_setup(["format", "accuracy"], [0.2, 0.8])
     engine_fields = rollouts.rollout_config_fields(args.rollout_engine, backend="hf",
                                                    rollout_batch_steps=args.rollout_batch_steps)
@@ -143,6 +143,8 @@ def main() -> None:
     parser.add_argument("--checkpoint", default="", help="model folder (default: a fresh tiny model)")
     parser.add_argument("--data-dir", default="", help="records folder with train.jsonl (default: synthetic)")
     args = parser.parse_args()
+    if args.rollout_batch_steps and args.steps % args.rollout_batch_steps:
+        parser.error(f"--steps {args.steps} must be a multiple of --rollout-batch-steps {args.rollout_batch_steps}")
     workspace.seed_everything(0)
     with tempfile.TemporaryDirectory() as scratch_dir:
         scratch = Path(scratch_dir)

@@ -58,19 +58,23 @@ def measure_medlib(model_dir: str, work: Path, args: argparse.Namespace) -> dict
     model, processor, backend = models.load_model(model_dir, min_pixels=pixels, max_pixels=pixels,
                                                   gradient_checkpointing=args.gradient_checkpointing)
     model = models.prepare_for_training(model, backend, "lora", LORA, gradient_checkpointing=args.gradient_checkpointing)
-    cache = None if args.no_vision_cache else vision_cache.attach_vision_cache(model)
+    cache = None if args.no_vision_cache else vision_cache.cache_for_training(model, 4.0)
     train = data.to_dataset(rows(work, args))
     times: list[float] = []
     tokens: list[int] = []
 
     class StepTimer(TrainerCallback):
-        def on_step_begin(self, *a, **k):
-            self.started = time.perf_counter()
+        """Time from one step's end to the next: collation counts, as in the plain loop."""
+
+        def on_train_begin(self, *a, **k):
+            self.last = time.perf_counter()
 
         def on_step_end(self, *a, **k):
             if torch.cuda.is_available():
                 torch.cuda.synchronize()
-            times.append(time.perf_counter() - self.started)
+            now = time.perf_counter()
+            times.append(now - self.last)
+            self.last = now
 
     config = sft.build_sft_config(work / "out", backend=backend, seed=0, max_steps=total_steps(args),
                                   per_device_train_batch_size=args.batch_size, learning_rate=1e-4,

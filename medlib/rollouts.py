@@ -8,9 +8,9 @@
 - `vllm`: TRL's vLLM rollouts (`use_vllm`, colocate or server); needs the vllm package and a GPU,
   not exercised by this repository's tests.
 
-`rollout_batch_steps` (TRL's `steps_per_generation`) generates the completions of that many
-optimizer steps in one batched `generate` call; TRL corrects the later steps' staleness with
-importance sampling.
+`rollout_batch_steps` generates the completions of that many optimizer steps in one batched
+`generate` call (TRL's `steps_per_generation`, which counts micro-batches, is that times
+`gradient_accumulation_steps`); TRL corrects the later steps' staleness with importance sampling.
 """
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ from typing import Any
 ROLLOUT_ENGINES = ("eager", "compiled", "vllm")
 
 
-def rollout_config_fields(engine: str, *, backend: str, rollout_batch_steps: int = 0, vllm_mode: str = "colocate",
+def rollout_config_fields(engine: str, *, backend: str, rollout_batch_steps: int = 0,
+                          gradient_accumulation_steps: int = 1, vllm_mode: str = "colocate",
                           vllm_gpu_memory_utilization: float = 0.3) -> dict[str, Any]:
     """GRPOConfig fields that select the rollout engine and the generation batch."""
     if engine not in ROLLOUT_ENGINES:
@@ -35,7 +36,7 @@ def rollout_config_fields(engine: str, *, backend: str, rollout_batch_steps: int
     if engine == "vllm":
         fields.update(use_vllm=True, vllm_mode=vllm_mode, vllm_gpu_memory_utilization=vllm_gpu_memory_utilization)
     if rollout_batch_steps > 0:
-        fields["steps_per_generation"] = rollout_batch_steps
+        fields["steps_per_generation"] = rollout_batch_steps * gradient_accumulation_steps
     return fields
 
 

@@ -4,9 +4,10 @@ With LoRA on the language model only, the vision tower's output for an image nev
 training recomputes it every time the image comes back: every epoch in SFT, and in GRPO for each
 of the `num_generations` copies of a prompt in every pass (generation, old log-probs, loss).
 `attach_vision_cache` wraps the Qwen-VL model's `get_image_features` so each distinct image is
-encoded once and its features are served from memory afterwards. It steps aside by itself while any
-vision parameter is trainable (full fine-tuning, LoRA on vision layers), so it never serves stale
-features.
+encoded once and its features are served from memory afterwards. It steps aside by itself (and empties
+itself) while any vision parameter is trainable (full fine-tuning, LoRA on vision layers), so it
+never serves stale features; also when the call asks for more than the features (hidden states,
+attentions) and when the tower is sharded (ZeRO-3, FSDP2), where ranks must run it in step.
 
 Images are told apart by a fingerprint computed where the pixels already are: a position-weighted
 random projection of the image's patches (float64), plus its patch grid.
@@ -21,6 +22,7 @@ import torch
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 PROJECTIONS = 4  # independent random projections per fingerprint
+OUTPUT_REQUESTS = ("output_hidden_states", "output_attentions")  # outputs the cache cannot serve
 
 
 @dataclass
@@ -53,6 +55,11 @@ class VisionFeatureCache:
         while self.stored_bytes > self.max_gib * 2**30 and len(self.entries) > 1:
             _, dropped = self.entries.popitem(last=False)
             self.stored_bytes -= sum(t.numel() * t.element_size() for t in dropped)
+
+    def clear(self) -> None:
+        """Drop every stored entry."""
+        self.entries.clear()
+        self.stored_bytes = 0
 
     def stats(self) -> dict[str, Any]:
         """Hit/miss counts and memory, for logs and summaries."""
@@ -108,6 +115,12 @@ def _per_image(output: Any) -> list[list[torch.Tensor]]:
     return [[pooled[i], *(level[i] for level in levels)] for i in range(len(pooled))]
 
 
+def _sharded(parameters: list[torch.nn.Parameter]) -> bool:
+    """True under DeepSpeed ZeRO-3 or FSDP2: skipping the vision forward on one rank would stall the others."""
+    return any(hasattr(p, "ds_id") or type(p).__name__ == "DTensor" or type(p.data).__name__ == "DTensor"
+               for p in parameters)
+
+
 def _fill_output(result: Any, images: list[list[torch.Tensor]], deepstack_split: bool) -> Any:
     """Put each image's tensors back into `result` in the layout the model's forward reads."""
     result.pooler_output = tuple(tensors[0] for tensors in images)
@@ -125,8 +138,13 @@ def attach_vision_cache(model: Any, cache: VisionFeatureCache | None = None) -> 
     seen: dict[str, Any] = {}  # the model's own output class and deepstack layout, from its first call
 
     def cached_image_features(pixel_values: torch.Tensor, image_grid_thw: torch.Tensor | None = None, **kwargs):
-        if image_grid_thw is None or any(p.requires_grad for p in owner.visual.parameters()):
+        parameters = list(owner.visual.parameters())
+        trainable = any(p.requires_grad for p in parameters)
+        extra = any(kwargs.get(name) for name in OUTPUT_REQUESTS)  # the cache holds the features only
+        if image_grid_thw is None or trainable or extra or _sharded(parameters):
             cache.bypassed_calls += 1
+            if trainable:  # features of these weights go stale: never serve them after a later re-freeze
+                cache.clear()
             return original(pixel_values, image_grid_thw, **kwargs)
         keys = _fingerprints(pixel_values, image_grid_thw)
         found = [cache.get(key) for key in keys]
@@ -158,11 +176,15 @@ def attach_vision_cache(model: Any, cache: VisionFeatureCache | None = None) -> 
 
 
 def cache_for_training(model: Any, max_gib: float) -> VisionFeatureCache | None:
-    """Attach a cache of `max_gib` when asked (> 0) and the model has a Qwen-VL vision tower; else None."""
+    """Attach a host-memory cache of `max_gib` when asked (> 0) and the model has a Qwen-VL vision tower.
+
+    Host memory, so the cache never competes with training for accelerator memory; a hit costs one
+    small host-to-device copy of the image's features.
+    """
     if max_gib <= 0:
         return None
     try:
-        return attach_vision_cache(model, VisionFeatureCache(max_gib=max_gib))
+        return attach_vision_cache(model, VisionFeatureCache(max_gib=max_gib, storage="cpu"))
     except ValueError as error:  # another architecture: train without the cache rather than fail
         print(f"[medlib] vision feature cache off: {error}", flush=True)
         return None

@@ -45,3 +45,12 @@ def test_compiled_decoding_needs_a_static_cache() -> None:
 def test_settings_come_from_a_notebook_namespace() -> None:
     settings = grpo.settings_from({"rollout_engine": "compiled", "max_steps": 7, "unrelated": 1})
     assert settings.rollout_engine == "compiled" and settings.max_steps == 7
+
+
+def test_batch_steps_count_optimizer_steps_under_gradient_accumulation(tmp_path) -> None:
+    fields = rollouts.rollout_config_fields("eager", backend="hf", rollout_batch_steps=2, gradient_accumulation_steps=3)
+    assert fields == {"steps_per_generation": 6}  # TRL counts micro-batches
+    config = grpo.build_grpo_config(tmp_path, seed=0, per_device_train_batch_size=4, num_generations=4,
+                                    gradient_accumulation_steps=3, **fields)
+    # One generation batch = 2 optimizer steps × 3 micro-batches × 4 completions.
+    assert config.generation_batch_size == 24

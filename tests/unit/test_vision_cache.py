@@ -135,3 +135,23 @@ def test_deepstack_levels_keep_the_layout_the_model_produced(split: bool) -> Non
     else:
         torch.testing.assert_close(rebuilt.deepstack_features[0], level)
     torch.testing.assert_close(rebuilt.pooler_output[1], pooled[1])
+
+
+def test_a_cache_is_emptied_while_the_tower_trains_and_bypassed_for_hidden_states(tiny) -> None:
+    model, processor = tiny
+    batch = _batch(processor, [_image(0, 0)])
+    cache = vision_cache.attach_vision_cache(model)
+    owner = vision_cache._vision_owner(model)
+    try:
+        with torch.no_grad():
+            model(**batch)
+            assert len(cache.entries) == 1
+            model(**batch, output_hidden_states=True)  # the cache holds pooled features only
+            assert cache.bypassed_calls == 1 and cache.hits == 0
+            first = next(owner.visual.parameters())
+            first.requires_grad_(True)
+            model(**batch)
+            assert cache.bypassed_calls == 2 and not cache.entries  # stale once the tower can change
+            first.requires_grad_(False)
+    finally:
+        vision_cache.detach_vision_cache(model)
