@@ -7,7 +7,7 @@
 # Each benchmark prints its table; everything is also written to OUT_DIR/bench-gpu.log.
 # Runs, in order (about 20 minutes on an H100):
 #   1. SFT at the anchor setting (batch 8, gradient checkpointing), medlib vs plain transformers+peft;
-#   2. SFT spending memory instead: batch 16, no gradient checkpointing (vision cache on);
+#   2. SFT spending memory instead: batch 16, no gradient checkpointing, 4 loader workers (vision cache on);
 #   3. GRPO, LoRA, 448 px, 64 new tokens: TRL's eager generate vs medlib (batched rollouts + cache);
 #   4. the same with compiled static-cache rollouts.
 set -euo pipefail
@@ -18,7 +18,7 @@ log="$out/bench-gpu.log"
 run() { echo "== $*" | tee -a "$log"; "$@" 2>&1 | grep -v -E "^\{|Warning|warn\(|^\s*$" | tail -12 | tee -a "$log"; }
 py=${PYTHON:-python3}
 run "$py" bench/sft.py --model "$model" --image-size 448 --batch-size 8 --steps 6 --epochs 2 --gradient-checkpointing
-run "$py" bench/sft.py --model "$model" --image-size 448 --batch-size 16 --steps 6 --epochs 2
+run "$py" bench/sft.py --model "$model" --image-size 448 --batch-size 16 --steps 6 --epochs 2 --dataloader-workers 4
 run "$py" bench/grpo.py --checkpoint "$model" --image-size 448 --finetune lora --batch-size 8 --num-generations 4 \
     --max-completion-length 64 --steps 12 --rollout-engine eager --rollout-batch-steps 4
 run "$py" bench/grpo.py --checkpoint "$model" --image-size 448 --finetune lora --batch-size 8 --num-generations 4 \

@@ -78,7 +78,7 @@ def measure_medlib(model_dir: str, work: Path, args: argparse.Namespace) -> dict
 
     config = sft.build_sft_config(work / "out", backend=backend, seed=0, max_steps=total_steps(args),
                                   per_device_train_batch_size=args.batch_size, learning_rate=1e-4,
-                                  logging_steps=1000, save_strategy="no",
+                                  logging_steps=1000, save_strategy="no", dataloader_num_workers=args.dataloader_workers,
                                   gradient_checkpointing=args.gradient_checkpointing)
     trainer = sft.make_sft_trainer(model, processor, backend, config, train, callbacks=[StepTimer()])
     collate = trainer.data_collator
@@ -104,11 +104,11 @@ def measure_plain(model_dir: str, work: Path, args: argparse.Namespace) -> dict:
     processor = load_processor(model_dir, min_pixels=args.image_size**2, max_pixels=args.image_size**2)
     processor.tokenizer.padding_side = "right"
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-    all_rows = rows(work, args)
+    dataset = data.to_dataset(rows(work, args))  # the same Arrow rows as the Trainer reads: images decoded on access
     times, tokens = [], 0
     for step in range(total_steps(args)):
-        batch = all_rows[step * args.batch_size:(step + 1) * args.batch_size]
-        started = time.perf_counter()  # collation counts, as it does inside the Trainer's step
+        started = time.perf_counter()  # reading and collation count, as they do inside the Trainer's step
+        batch = [dataset[i] for i in range(step * args.batch_size, (step + 1) * args.batch_size)]
         texts = [processor.apply_chat_template(r["prompt"] + r["completion"], tokenize=False) for r in batch]
         inputs = processor(text=texts, images=[r["images"] for r in batch], return_tensors="pt", padding=True).to(device)
         labels = inputs["input_ids"].masked_fill(inputs["attention_mask"] == 0, -100)
@@ -141,6 +141,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10, help="steps per epoch")
     parser.add_argument("--epochs", type=int, default=3, help="epochs over the same rows")
     parser.add_argument("--no-vision-cache", action="store_true", help="medlib without its vision feature cache")
+    parser.add_argument("--dataloader-workers", type=int, default=0,
+                        help="medlib prepares batches in this many worker processes beside training")
     parser.add_argument("--image-size", type=int, default=112)
     parser.add_argument("--gradient-checkpointing", action="store_true")
     parser.add_argument("--path", choices=["medlib", "plain"], help=argparse.SUPPRESS)
@@ -155,7 +157,8 @@ def main() -> None:
     for path in ("medlib", "plain"):
         command = [sys.executable, __file__, "--path", path, "--work", str(work), "--model", args.model,
                    "--batch-size", str(args.batch_size), "--steps", str(args.steps),
-                   "--image-size", str(args.image_size), "--epochs", str(args.epochs)]
+                   "--image-size", str(args.image_size), "--epochs", str(args.epochs),
+                   "--dataloader-workers", str(args.dataloader_workers)]
         command += ["--gradient-checkpointing"] if args.gradient_checkpointing else []
         command += ["--no-vision-cache"] if args.no_vision_cache else []
         output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
