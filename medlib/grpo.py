@@ -161,6 +161,7 @@ def train(settings: GRPOSettings) -> dict[str, Any]:
 
     backend = models.activate_backend(settings.backend)
     workspace.seed_everything(settings.seed)
+    workspace.quiet_checkpointing_renames()
     paths = workspace.stage_paths(settings.runs_dir)
     if not settings.resume and paths["grpo"].exists() and is_main_process():
         shutil.rmtree(paths["grpo"])
@@ -192,7 +193,8 @@ def train(settings: GRPOSettings) -> dict[str, Any]:
         max_completion_length=settings.max_completion_length, temperature=settings.temperature, beta=settings.beta,
         loss_type=settings.loss_type, importance_sampling_level=settings.importance_sampling_level,
         gradient_checkpointing=settings.gradient_checkpointing, logging_steps=settings.logging_steps,
-        log_completions=True, save_strategy="steps" if settings.save_steps > 0 else "no",
+        log_completions=settings.report_to in ("wandb", "trackio"),  # completion tables; also printed per log
+        save_strategy="steps" if settings.save_steps > 0 else "no",
         save_steps=settings.save_steps or 500, **engine_fields)
     trainer = make_grpo_trainer(model, processor, config, dataset, reward_funcs)
     if settings.rollout_engine == "compiled":

@@ -185,6 +185,7 @@ def train(settings: SFTSettings) -> dict[str, Any]:
 
     backend = models.activate_backend(settings.backend)
     workspace.seed_everything(settings.seed)
+    workspace.quiet_checkpointing_renames()
     paths = workspace.stage_paths(settings.runs_dir)
     if not settings.resume and paths["sft"].exists() and is_main_process():
         shutil.rmtree(paths["sft"])

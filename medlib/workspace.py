@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import platform
+import warnings
 from pathlib import Path
 
 import torch
@@ -73,3 +74,12 @@ def environment_line() -> str:
 def pixels(image_size: int) -> int:
     """Pixel budget of a square image side, as min/max pixels for the processor."""
     return image_size * image_size
+
+
+def quiet_checkpointing_renames() -> None:
+    """Silence transformers' per-step FutureWarnings about `gradient_checkpointing` → `activation_checkpointing`.
+
+    medlib keeps the old names on purpose: the GPU version set (transformers 5.17) predates the new ones.
+    """
+    warnings.filterwarnings("ignore", message=r".*gradient_checkpointing.* is deprecated and will be removed in v6",
+                            category=FutureWarning)
