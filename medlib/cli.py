@@ -95,6 +95,8 @@ def _add_build_tiny(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--arch", default="qwen2_5_vl", choices=["qwen2_5_vl", "qwen2_vl", "qwen3_vl"])
     parser.add_argument("--image-size", type=int, default=112, help="square image side (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--shape", default="tiny", choices=["tiny", "3b", "7b"],
+                        help="tiny (default), or the layer sizes of Qwen2.5-VL-3B/7B in bf16 for GPU benchmarks")
     parser.set_defaults(handler=_build_tiny)
 
 
@@ -102,8 +104,8 @@ def _build_tiny(args: argparse.Namespace) -> int:
     """Handler of `medlib build-tiny`."""
     from medlib.tiny import build_tiny_model
 
-    out = build_tiny_model(args.out, args.arch, image_size=args.image_size, seed=args.seed)
-    print(f"[medlib] tiny {args.arch} checkpoint in {out}")
+    out = build_tiny_model(args.out, args.arch, image_size=args.image_size, seed=args.seed, shape=args.shape)
+    print(f"[medlib] {args.shape} random-init {args.arch} checkpoint in {out}")
     return 0
 
 

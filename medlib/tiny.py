@@ -155,16 +155,54 @@ def tiny_config(arch: str, tokenizer, *, hidden_size: int = 128, num_layers: int
     raise ValueError(f"unknown tiny architecture {arch!r}; choose qwen2_5_vl, qwen2_vl or qwen3_vl")
 
 
+# Published Qwen2.5-VL-Instruct config values: random-init models of these shapes let throughput be
+# measured offline (only the shapes matter; the offline tokenizer's ids fit inside the vocabularies).
+_QWEN25_VISION = {"depth": 32, "hidden_size": 1280, "intermediate_size": 3420, "num_heads": 16, "patch_size": 14,
+                  "spatial_merge_size": 2, "temporal_patch_size": 2, "window_size": 112,
+                  "fullatt_block_indexes": [7, 15, 23, 31], "hidden_act": "silu"}
+SHAPES: dict[str, dict] = {
+    "3b": {"text": {"vocab_size": 151936, "hidden_size": 2048, "intermediate_size": 11008, "num_hidden_layers": 36,
+                    "num_attention_heads": 16, "num_key_value_heads": 2, "tie_word_embeddings": True},
+           "vision": {**_QWEN25_VISION, "out_hidden_size": 2048}},
+    "7b": {"text": {"vocab_size": 152064, "hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28,
+                    "num_attention_heads": 28, "num_key_value_heads": 4, "tie_word_embeddings": False},
+           "vision": {**_QWEN25_VISION, "out_hidden_size": 3584}},
+}
+
+
+def shaped_config(shape: str, tokenizer):
+    """A Qwen2.5-VL config with the layer sizes of a published checkpoint (`3b` or `7b`), for benchmarks."""
+    from transformers import Qwen2_5_VLConfig
+
+    if shape not in SHAPES:
+        raise ValueError(f"unknown shape {shape!r}; choose {', '.join(SHAPES)}")
+    ids = {name: tokenizer.convert_tokens_to_ids(name) for name in SPECIAL_TOKENS}
+    text = {**SHAPES[shape]["text"], "max_position_embeddings": 128000, "rms_norm_eps": 1e-6,
+            "bos_token_id": ids["<|endoftext|>"], "eos_token_id": ids["<|im_end|>"], "pad_token_id": ids["<|endoftext|>"],
+            "rope_parameters": {"rope_type": "default", "rope_theta": 1e6, "mrope_section": [16, 24, 24]}}
+    return Qwen2_5_VLConfig(text_config=text, vision_config=SHAPES[shape]["vision"],
+                            image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+                            vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+                            tie_word_embeddings=text["tie_word_embeddings"])
+
+
 def build_tiny_model(out_dir: str | Path, arch: str = "qwen2_5_vl", *, image_size: int = 112,
-                     seed: int = 0, vocab_size: int = 640, **config_kwargs) -> Path:
-    """Build and save a tiny random-init checkpoint folder loadable like a hub checkpoint."""
+                     seed: int = 0, vocab_size: int = 640, shape: str = "tiny", **config_kwargs) -> Path:
+    """Build and save a random-init checkpoint folder loadable like a hub checkpoint.
+
+    `shape="tiny"` (default) is the 0.6 M-parameter model of the embedded default; `3b`/`7b` give a
+    Qwen2.5-VL of that published size in bf16, for throughput benchmarks on a GPU.
+    """
     from transformers import AutoModelForImageTextToText
 
     out_dir = Path(out_dir)
     tokenizer = _train_tokenizer(vocab_size)
-    config = tiny_config(arch, tokenizer, **config_kwargs)
+    if shape != "tiny" and arch != "qwen2_5_vl":
+        raise ValueError(f"shape {shape!r} is defined for qwen2_5_vl only, not {arch!r}")
+    config = tiny_config(arch, tokenizer, **config_kwargs) if shape == "tiny" else shaped_config(shape, tokenizer)
     torch.manual_seed(seed)
-    model = AutoModelForImageTextToText.from_config(config, dtype=torch.float32)
+    dtype = torch.float32 if shape == "tiny" else torch.bfloat16
+    model = AutoModelForImageTextToText.from_config(config, dtype=dtype)
     model.generation_config.eos_token_id = [config.text_config.eos_token_id]
     model.generation_config.pad_token_id = config.text_config.pad_token_id
     model.generation_config.do_sample = False
@@ -178,7 +216,7 @@ def build_tiny_model(out_dir: str | Path, arch: str = "qwen2_5_vl", *, image_siz
     model.save_pretrained(tmp_dir)
     processor.save_pretrained(tmp_dir)
     (tmp_dir / MARKER_FILE).write_text(json.dumps(
-        {"arch": arch, "image_size": image_size, "seed": seed,
+        {"arch": arch, "shape": shape, "image_size": image_size, "seed": seed,
          "parameters": sum(p.numel() for p in model.parameters())}, indent=2))
     if out_dir.exists():
         import shutil

@@ -186,3 +186,21 @@ def test_same_seed_same_weights_and_other_seed_differs(tmp_path: Path) -> None:
 def test_unknown_architecture_is_named(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="llava"):
         build_tiny_model(tmp_path / "x", "llava")
+
+
+@pytest.mark.parametrize(("shape", "billions"), [("3b", 3.755), ("7b", 8.292)])
+def test_benchmark_shapes_have_the_published_sizes(shape: str, billions: float) -> None:
+    """Qwen2.5-VL-3B/7B-Instruct have 3.75 B / 8.29 B parameters; built on the meta device, no memory."""
+    from transformers import AutoModelForImageTextToText
+
+    from medlib.tiny import _train_tokenizer, shaped_config
+
+    config = shaped_config(shape, _train_tokenizer(640))
+    with torch.device("meta"):
+        model = AutoModelForImageTextToText.from_config(config)
+    assert sum(p.numel() for p in model.parameters()) / 1e9 == pytest.approx(billions, abs=0.001)
+
+
+def test_benchmark_shapes_are_qwen2_5_vl_only(tmp_path) -> None:
+    with pytest.raises(ValueError, match="qwen2_5_vl only"):
+        build_tiny_model(tmp_path / "m", "qwen3_vl", shape="3b")
