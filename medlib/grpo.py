@@ -6,7 +6,6 @@ Rollout engines (TRL's eager generate, compiled static-cache decoding, vLLM) are
 from __future__ import annotations
 
 import math
-import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -14,12 +13,11 @@ from typing import Any
 
 import torch
 
-from medlib.launch import RESULT_FILE, is_main_process
+from medlib.launch import RESULT_FILE
 from medlib.reward_recipes import build_recipe, recipe_from_params, total_rewards
 from medlib.rewards import RewardFunction, build_reward_functions
 from medlib.sft import last_checkpoint
-from medlib.stage_settings import TrainingStageSettings
-from medlib.vision_cache import cache_for_training
+from medlib.stage_settings import TrainingStageSettings, begin_stage, trainable_model
 
 __all__ = ["build_grpo_config", "make_grpo_trainer", "reward_setup", "reward_series", "reward_summary",
            "scored_samples", "last_checkpoint", "resume_checkpoint", "TOTAL_REWARD_KEY", "GRPOSettings",
@@ -142,7 +140,6 @@ class GRPOSettings(TrainingStageSettings):
     logging_steps: int = 5
     save_steps: int = 100
     max_train_samples: int = -1
-    resume: bool = True
     rollout_engine: str = "eager"
     rollout_batch_steps: int = 0
     vllm_mode: str = "colocate"
@@ -159,22 +156,10 @@ def train(settings: GRPOSettings) -> dict[str, Any]:
     from medlib import data, models, rollouts, workspace
     from medlib.record import atomic_write_json
 
-    backend = models.activate_backend(settings.backend)
-    workspace.seed_everything(settings.seed)
-    workspace.quiet_checkpointing_renames()
-    paths = workspace.stage_paths(settings.runs_dir)
-    if not settings.resume and paths["grpo"].exists() and is_main_process():
-        shutil.rmtree(paths["grpo"])
+    backend, paths = begin_stage(settings, "grpo")
     start = settings.init_checkpoint or str(paths["sft_final"])
-    pixels = workspace.pixels(settings.image_size)
-    model, processor, backend = models.load_model(
-        start, backend=backend, load_in_4bit=settings.load_in_4bit,
-        gradient_checkpointing=settings.gradient_checkpointing, trust_remote_code=settings.trust_remote_code,
-        full_finetuning=settings.finetune_mode == "full", min_pixels=pixels, max_pixels=pixels)
-    model = models.prepare_for_training(model, backend, settings.finetune_mode, models.LoraSettings(),
-                                        seed=settings.seed, gradient_checkpointing=settings.gradient_checkpointing)
-    parameter_counts = models.count_parameters(model)
-    cache = cache_for_training(model, settings.vision_cache_gib)
+    model, processor, backend, parameter_counts, cache = trainable_model(settings, start, backend,
+                                                                         models.LoraSettings())
     records = data.read_records(workspace.split_path(settings.data_dir, "train"))
     records = records if settings.max_train_samples < 0 else records[:settings.max_train_samples]
     dataset = data.to_dataset(data.grpo_rows(records, settings.data_dir, image_size=settings.image_size,

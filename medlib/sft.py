@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -11,9 +10,8 @@ from typing import Any
 import torch
 from transformers import EarlyStoppingCallback, TrainerCallback
 
-from medlib.launch import RESULT_FILE, base_model_for_rank, is_main_process
-from medlib.stage_settings import TrainingStageSettings
-from medlib.vision_cache import cache_for_training
+from medlib.launch import RESULT_FILE, base_model_for_rank
+from medlib.stage_settings import TrainingStageSettings, begin_stage, trainable_model
 
 # Qwen chat markers that Unsloth's collator uses to keep the loss on assistant turns only.
 INSTRUCTION_PART = "<|im_start|>user\n"
@@ -125,7 +123,6 @@ class SFTSettings(TrainingStageSettings):
     best_metric: str = "eval_loss"
     generation_eval_steps: int = 0
     generation_eval_samples: int = 64
-    resume: bool = True
     save_merged: bool = False
     dataloader_num_workers: int = 0
 
@@ -183,29 +180,16 @@ def train(settings: SFTSettings) -> dict[str, Any]:
     from medlib import data, models, workspace
     from medlib.record import atomic_write_json
 
-    backend = models.activate_backend(settings.backend)
-    workspace.seed_everything(settings.seed)
-    workspace.quiet_checkpointing_renames()
-    paths = workspace.stage_paths(settings.runs_dir)
-    if not settings.resume and paths["sft"].exists() and is_main_process():
-        shutil.rmtree(paths["sft"])
+    backend, paths = begin_stage(settings, "sft")
     base_id = base_model_for_rank(settings.model_id, settings.tiny_arch, image_size=settings.image_size,
                                   seed=settings.seed)
-    pixels = workspace.pixels(settings.image_size)
-    model, processor, backend = models.load_model(
-        base_id, backend=backend, load_in_4bit=settings.load_in_4bit,
-        gradient_checkpointing=settings.gradient_checkpointing, full_finetuning=settings.finetune_mode == "full",
-        trust_remote_code=settings.trust_remote_code, min_pixels=pixels, max_pixels=pixels)
     lora = models.LoraSettings(
         r=settings.r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
         target_modules=list(settings.target_modules), finetune_vision_layers=settings.finetune_vision_layers,
         finetune_language_layers=settings.finetune_language_layers,
         finetune_attention_modules=settings.finetune_attention_modules,
         finetune_mlp_modules=settings.finetune_mlp_modules)
-    model = models.prepare_for_training(model, backend, settings.finetune_mode, lora, seed=settings.seed,
-                                        gradient_checkpointing=settings.gradient_checkpointing)
-    parameter_counts = models.count_parameters(model)
-    cache = cache_for_training(model, settings.vision_cache_gib)
+    model, processor, backend, parameter_counts, cache = trainable_model(settings, base_id, backend, lora)
     style = "messages" if backend == "unsloth" else "prompt_completion"
     train_dataset, _ = _rows(settings, "train", settings.max_train_samples, style)
     evaluating = settings.eval_steps > 0
