@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 ROLLOUT_ENGINES = ("eager", "compiled", "vllm")
+COMPILED_PAD_MULTIPLE = 64
 
 
 def rollout_config_fields(engine: str, *, backend: str, rollout_batch_steps: int = 0,
@@ -32,7 +33,9 @@ def rollout_config_fields(engine: str, *, backend: str, rollout_batch_steps: int
         raise ValueError(f"rollout_batch_steps: {rollout_batch_steps} must be >= 0 (0: one generation per step)")
     fields: dict[str, Any] = {}
     if engine == "compiled":
-        fields["cache_implementation"] = "static"
+        # Prompt lengths rounded up to a multiple of 64: the static cache then rarely has to grow,
+        # and each growth is a recompilation of the decoding step.
+        fields.update(cache_implementation="static", pad_to_multiple_of=COMPILED_PAD_MULTIPLE)
     if engine == "vllm":
         fields.update(use_vllm=True, vllm_mode=vllm_mode, vllm_gpu_memory_utilization=vllm_gpu_memory_utilization)
     if rollout_batch_steps > 0:

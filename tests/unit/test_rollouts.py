@@ -10,7 +10,7 @@ from medlib import grpo, rollouts
 def test_engines_map_onto_grpo_config_fields() -> None:
     assert rollouts.rollout_config_fields("eager", backend="hf") == {}
     assert rollouts.rollout_config_fields("compiled", backend="hf", rollout_batch_steps=4) == {
-        "cache_implementation": "static", "steps_per_generation": 4}
+        "cache_implementation": "static", "pad_to_multiple_of": 64, "steps_per_generation": 4}
     assert rollouts.rollout_config_fields("vllm", backend="unsloth", vllm_mode="server") == {
         "use_vllm": True, "vllm_mode": "server", "vllm_gpu_memory_utilization": 0.3}
 
@@ -28,7 +28,7 @@ def test_bad_engine_settings_are_named(engine: str, backend: str, batch_steps: i
 def test_config_takes_the_engine_fields(tmp_path) -> None:
     fields = rollouts.rollout_config_fields("compiled", backend="hf", rollout_batch_steps=2)
     config = grpo.build_grpo_config(tmp_path, seed=0, per_device_train_batch_size=4, num_generations=4, **fields)
-    assert config.cache_implementation == "static"
+    assert config.cache_implementation == "static" and config.pad_to_multiple_of == 64
     assert config.steps_per_generation == 2 and config.generation_batch_size == 8
 
 
