@@ -7,7 +7,7 @@
 # when it does not exist, a random-init Qwen2.5-VL-3B-shaped model is built there first
 # (`medlib build-tiny MODEL_DIR --shape 3b`, bf16, offline, about 7.5 GB).
 # Each benchmark prints its table; everything is also written to OUT_DIR/bench-gpu.log.
-# Runs, in order (about 20 minutes on an H100):
+# Runs, in order (not yet timed on a GPU; the anchors suggest well under 30 minutes on an H100):
 #   1. SFT at the anchor setting (batch 8, gradient checkpointing), medlib vs plain transformers+peft;
 #   2. SFT spending memory instead: batch 16, no gradient checkpointing, 4 loader workers (vision cache on);
 #   3. GRPO, LoRA, 448 px, 64 new tokens: TRL's eager generate vs medlib (batched rollouts + cache);

@@ -168,7 +168,8 @@ def train(settings: GRPOSettings) -> dict[str, Any]:
     reward_funcs, weights = reward_setup(settings.reward_functions, settings.reward_weights, settings.reward_recipes)
     engine_fields = rollouts.rollout_config_fields(
         settings.rollout_engine, backend=backend, rollout_batch_steps=settings.rollout_batch_steps,
-        gradient_accumulation_steps=settings.gradient_accumulation_steps, vllm_mode=settings.vllm_mode, vllm_gpu_memory_utilization=settings.vllm_gpu_memory_utilization)
+        gradient_accumulation_steps=settings.gradient_accumulation_steps, vllm_mode=settings.vllm_mode,
+        vllm_gpu_memory_utilization=settings.vllm_gpu_memory_utilization)
     config = build_grpo_config(
         paths["grpo"], seed=settings.seed, reward_weights=weights, report_to=settings.report_to,
         learning_rate=settings.learning_rate, lr_scheduler_type=settings.lr_scheduler_type,

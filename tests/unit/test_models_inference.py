@@ -20,13 +20,7 @@ LANGUAGE_TARGETS = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_pro
 PREDICTION_KEYS = {"id", "task", "dataset", "checkpoint", "raw", "parsed", "parse_error", "answer"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: the tiny model gains nothing from more, and it avoids thrashing on a busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -22,13 +22,7 @@ ARCHS = ("qwen2_5_vl", "qwen2_vl", "qwen3_vl")
 IMAGE_TOKENS_AT_112 = {"qwen2_5_vl": 16, "qwen2_vl": 16, "qwen3_vl": 9}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: the tiny model gains nothing from more, and it avoids thrashing on a busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module", params=ARCHS)
