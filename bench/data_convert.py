@@ -10,8 +10,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from medlib.readers import convert, read_source
-from medlib.synthetic import QUESTION_TYPES, write_flare_layout
+from medlib.data.readers import convert, read_source
+from medlib.data.synthetic import QUESTION_TYPES, write_flare_layout
 
 
 def main() -> int:

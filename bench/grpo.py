@@ -22,8 +22,12 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
-from medlib import data, grpo, models, rollouts, synthetic, vision_cache, workspace
-from medlib.rewards import accuracy_reward, format_reward
+from medlib import data, models
+from medlib.data import synthetic
+from medlib.models import vision_cache
+from medlib.pipeline import workspace
+from medlib.training import grpo, rollouts
+from medlib.training.rewards import accuracy_reward, format_reward
 
 LORA = models.LoraSettings(r=16, lora_alpha=32, lora_dropout=0.0)  # on the language model, vision frozen
 
@@ -132,7 +136,7 @@ def main() -> None:
     parser.add_argument("--num-generations", type=int, default=4)
     parser.add_argument("--max-completion-length", type=int, default=24)
     parser.add_argument("--rollout-engine", default="eager", choices=["eager", "compiled"],
-                        help="medlib's rollout engine (see medlib.rollouts)")
+                        help="medlib's rollout engine (see medlib.training.rollouts)")
     parser.add_argument("--rollout-batch-steps", type=int, default=4,
                         help="medlib generates the rollouts of this many steps in one batch (0: every step)")
     parser.add_argument("--finetune", default="lora", choices=["full", "lora"],

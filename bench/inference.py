@@ -15,9 +15,10 @@ from pathlib import Path
 
 import torch
 
-from medlib import inference, models, synthetic
-from medlib.data import read_records
-from medlib.tiny import build_tiny_model
+from medlib import models
+from medlib.data import read_records, synthetic
+from medlib.evaluation import inference
+from medlib.models.tiny import build_tiny_model
 
 
 def timed(function) -> tuple[object, float]:

@@ -8,8 +8,8 @@ import random
 import sys
 import time
 
-from medlib.metrics import flare_report, text
-from medlib.metrics.nltk_data import wordnet_available
+from medlib.evaluation.metrics import flare_report, text
+from medlib.evaluation.metrics.nltk_data import wordnet_available
 
 PHRASES = [
     "the heart size is normal", "no pleural effusion", "small left pleural effusion", "unchanged since prior",

@@ -23,8 +23,11 @@ from pathlib import Path
 
 import torch
 
-from medlib import data, models, synthetic, vision_cache, workspace
-from medlib.tiny import build_tiny_model
+from medlib import data, models
+from medlib.data import synthetic
+from medlib.models import vision_cache
+from medlib.models.tiny import build_tiny_model
+from medlib.pipeline import workspace
 
 LORA = models.LoraSettings(r=16, lora_alpha=32, lora_dropout=0.0)
 
@@ -52,7 +55,7 @@ def measure_medlib(model_dir: str, work: Path, args: argparse.Namespace) -> dict
     """Median step time of medlib's SFT trainer (TRL collator, answer-only loss)."""
     from transformers import TrainerCallback
 
-    from medlib import sft
+    from medlib.training import sft
 
     pixels = args.image_size**2
     model, processor, backend = models.load_model(model_dir, min_pixels=pixels, max_pixels=pixels,
@@ -93,7 +96,7 @@ def measure_plain(model_dir: str, work: Path, args: argparse.Namespace) -> dict:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForImageTextToText
 
-    from medlib.processing import load_processor
+    from medlib.data.processing import load_processor
 
     device = models.resolve_device("auto")
     dtype = models.resolve_dtype("auto", device)

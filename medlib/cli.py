@@ -7,9 +7,11 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from medlib import cluster, predict, report, sweep, train_cli
-from medlib.config import ConfigError
-from medlib.run import StageFailed, run_experiment
+from medlib.evaluation import predict
+from medlib.pipeline import leaderboard, slurm, sweep
+from medlib.pipeline.config import ConfigError
+from medlib.pipeline.runner import StageFailed, run_experiment
+from medlib.training import command as train_command
 
 # Errors the user fixes by editing a file or a notebook: a message, no traceback.
 USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, StageFailed)
@@ -102,7 +104,7 @@ def _add_build_tiny(subparsers: argparse._SubParsersAction) -> None:
 
 def _build_tiny(args: argparse.Namespace) -> int:
     """Handler of `medlib build-tiny`."""
-    from medlib.tiny import build_tiny_model
+    from medlib.models.tiny import build_tiny_model
 
     out = build_tiny_model(args.out, args.arch, image_size=args.image_size, seed=args.seed, shape=args.shape)
     print(f"[medlib] {args.shape} random-init {args.arch} checkpoint in {out}")
@@ -111,7 +113,7 @@ def _build_tiny(args: argparse.Namespace) -> int:
 
 def _add_data(subparsers: argparse._SubParsersAction) -> None:
     """`medlib data convert SRC --out OUT [--format F] [--strict]` and `medlib data validate SRC [--strict]`."""
-    from medlib.readers import FORMATS
+    from medlib.data.readers import FORMATS
 
     parser = subparsers.add_parser("data", help="convert and validate data sets",
                                    description="Convert a source layout to records JSONL, or validate it.")
@@ -132,8 +134,8 @@ def _add_data(subparsers: argparse._SubParsersAction) -> None:
 
 def _data(args: argparse.Namespace) -> int:
     """Handler of `medlib data convert|validate`: prints the problem table; 1 on --strict problems or bad input."""
-    from medlib.readers import convert
-    from medlib.validate import ValidationFailed, validate_source
+    from medlib.data.readers import convert
+    from medlib.data.validation import ValidationFailed, validate_source
 
     try:
         if args.data_command == "convert":
@@ -177,8 +179,8 @@ def _score(args: argparse.Namespace) -> int:
     """Handler of `medlib score`."""
     from pathlib import Path
 
-    from medlib.metrics import scoring
-    from medlib.record import atomic_write_json, atomic_write_text
+    from medlib.evaluation.metrics import scoring
+    from medlib.pipeline.results import atomic_write_json, atomic_write_text
 
     try:
         predictions = scoring.read_predictions_file(args.predictions)
@@ -209,10 +211,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(subparsers)
     _add_score(subparsers)
     predict.add_parser(subparsers)
-    train_cli.add_parser(subparsers)
+    train_command.add_parser(subparsers)
     sweep.add_parser(subparsers)
-    cluster.add_parser(subparsers)
-    report.add_parser(subparsers)
+    slurm.add_parser(subparsers)
+    leaderboard.add_parser(subparsers)
     return parser
 
 

@@ -138,7 +138,7 @@ def error_gallery(predictions: list[dict[str, Any]], data_root: str | Path, *, c
                   image_size: int | None = None) -> plt.Figure:
     """Images of wrong answers titled with reference and prediction; detection boxes drawn (green: reference,
     red: predicted)."""
-    from medlib.parsing import parse_answer
+    from medlib.evaluation.parsing import parse_answer
 
     rows = max(1, math.ceil(len(predictions) / columns))
     fig, axes = plt.subplots(rows, columns, figsize=(3.4 * columns, 3.8 * rows), squeeze=False)

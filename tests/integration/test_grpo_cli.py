@@ -10,8 +10,10 @@ from pathlib import Path
 
 import torch
 
-from medlib import models, rollouts, synthetic
-from medlib.tiny import build_tiny_model
+from medlib import models
+from medlib.data import synthetic
+from medlib.models.tiny import build_tiny_model
+from medlib.training import rollouts
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}

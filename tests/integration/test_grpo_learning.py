@@ -9,7 +9,10 @@ import pytest
 import torch
 import yaml
 
-from medlib import data, grpo, models, sft, synthetic, workspace
+from medlib import data, models
+from medlib.data import synthetic
+from medlib.pipeline import workspace
+from medlib.training import grpo, sft
 
 torch.set_num_threads(1)
 

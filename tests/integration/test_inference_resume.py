@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from medlib import inference, synthetic
-from medlib.tiny import build_tiny_model
+from medlib.data import synthetic
+from medlib.evaluation import inference
+from medlib.models.tiny import build_tiny_model
 
 ROOT = Path(__file__).resolve().parents[2]
 

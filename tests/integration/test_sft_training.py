@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from medlib import synthetic
-from medlib.tiny import build_tiny_model
+from medlib.data import synthetic
+from medlib.models.tiny import build_tiny_model
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from medlib.run import run_experiment
+from medlib.pipeline.runner import run_experiment
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "params" / "tiny.yaml"
@@ -72,7 +72,7 @@ def test_the_chain_is_deterministic(smoke_runs):
 
 
 def test_a_failing_stage_names_notebook_and_cell(tmp_path):
-    from medlib.run import StageFailed
+    from medlib.pipeline.runner import StageFailed
 
     with pytest.raises(StageFailed) as failure:
         run_experiment(TINY, overrides=isolated(tmp_path) + ["common.data_dir=/nonexistent/records"],

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from medlib.config import discover_stages, load_experiment, validate_experiment
+from medlib.pipeline.config import discover_stages, load_experiment, validate_experiment
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -74,14 +74,14 @@ def test_every_experiment_file_validates_against_the_notebooks(path: Path):
     validate_experiment(load_experiment(path), stages)
 
 
-@pytest.mark.parametrize(("stem", "settings_class"), [("20_sft", "medlib.sft.SFTSettings"),
-                                                       ("30_grpo", "medlib.grpo.GRPOSettings")])
+@pytest.mark.parametrize(("stem", "settings_class"), [("20_sft", "medlib.training.sft.SFTSettings"),
+                                                       ("30_grpo", "medlib.training.grpo.GRPOSettings")])
 def test_training_settings_cover_exactly_the_notebook_parameters(stem: str, settings_class: str) -> None:
     """A parameter the notebook declares but its settings dataclass lacks would be silently ignored."""
     import dataclasses
     import importlib
 
-    from medlib.config import notebook_parameters
+    from medlib.pipeline.config import notebook_parameters
 
     module, name = settings_class.rsplit(".", 1)
     settings = getattr(importlib.import_module(module), name)

@@ -8,7 +8,8 @@ matplotlib.use("Agg")
 import pandas as pd  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from medlib import metrics, plots  # noqa: E402
+from medlib import plots  # noqa: E402
+from medlib.evaluation import metrics
 
 
 def prediction(i: str, task: str, answer: str, parsed: object, images: list[str] | None = None) -> dict:

@@ -9,9 +9,9 @@ import nbformat
 import pytest
 
 from medlib import cli
-from medlib.cluster import plan_experiment, submit
-from medlib.config import ConfigError, discover_stages, load_experiment, resolved_parameters
-from medlib.run import StageFailed, read_stage_states, run_experiment
+from medlib.pipeline.config import ConfigError, discover_stages, load_experiment, resolved_parameters
+from medlib.pipeline.runner import StageFailed, read_stage_states, run_experiment
+from medlib.pipeline.slurm import plan_experiment, submit
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"

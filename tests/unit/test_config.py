@@ -8,7 +8,7 @@ import nbformat
 import pytest
 import yaml
 
-from medlib.config import (
+from medlib.pipeline.config import (
     ConfigError,
     Experiment,
     coerce,

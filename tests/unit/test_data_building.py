@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from medlib import data
-from medlib.processing import load_image
+from medlib.data.processing import load_image
 
 
 def rec(i: int, task: str = "vqa_open", dataset: str = "a", image: str | None = None, **extra) -> dict:

@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from medlib import inference
+from medlib.evaluation import inference
 
 
 def record(i: int, task: str = "vqa_closed", question: str = "q?") -> dict:

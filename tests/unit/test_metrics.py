@@ -1,4 +1,4 @@
-"""Hand-worked cases and scikit-learn comparisons for medlib.metrics."""
+"""Hand-worked cases and scikit-learn comparisons for medlib.evaluation.metrics."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as sk_metrics
 
-from medlib.metrics import (
+from medlib.evaluation.metrics import (
     accuracy,
     balanced_accuracy,
     mean_absolute_error,
@@ -209,7 +209,7 @@ def test_score_predictions_empty() -> None:
 
 
 def test_label_groups_and_confusion_matrix() -> None:
-    from medlib.metrics import confusion_matrix, label_groups
+    from medlib.evaluation.metrics import confusion_matrix, label_groups
 
     predictions = [
         _prediction("vqa_closed", THINK_ANSWER.format("yes"), "yes", "yes", meta={"question_type": "presence"}),

@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sklearn.metrics import balanced_accuracy_score, f1_score
 
-from medlib.metrics import flare
-from medlib.metrics.flare import (
+from medlib.evaluation.metrics import flare
+from medlib.evaluation.metrics.flare import (
     box_iou,
     classification_scores,
     detection_scores,

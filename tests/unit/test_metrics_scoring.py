@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from medlib.cli import main
-from medlib.metrics import scoring
+from medlib.evaluation.metrics import scoring
 
 
 def _write(path: Path, records: list[dict]) -> Path:

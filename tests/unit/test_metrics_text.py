@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from medlib.metrics import flare_report, text
-from medlib.metrics.nltk_data import wordnet_available
+from medlib.evaluation.metrics import flare_report, text
+from medlib.evaluation.metrics.nltk_data import wordnet_available
 
 REPORTS = [
     "The heart size is normal. No pleural effusion or pneumothorax.",

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from medlib.metrics import stats, vqa
-from medlib.metrics.core import accuracy
+from medlib.evaluation.metrics import stats, vqa
+from medlib.evaluation.metrics.core import accuracy
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Backends, LoRA targeting, checkpoints (medlib.models) and batched generation (medlib.inference)."""
+"""Backends, LoRA targeting, checkpoints (medlib.models) and batched generation (medlib.evaluation.inference)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ import pytest
 import torch
 from transformers import AutoModelForImageTextToText
 
-from medlib import inference, models, prompts
-from medlib.data import load_record_images, read_records
+from medlib import models
+from medlib.data import load_record_images, prompts, read_records
+from medlib.data.synthetic import make_split
+from medlib.evaluation import inference
 from medlib.models import LoraSettings, lora_target_regex, prepare_for_training, save_checkpoint
-from medlib.synthetic import make_split
-from medlib.tiny import build_tiny_model
+from medlib.models.tiny import build_tiny_model
 
 LANGUAGE_TARGETS = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
 PREDICTION_KEYS = {"id", "task", "dataset", "checkpoint", "raw", "parsed", "parse_error", "answer"}
@@ -94,12 +95,12 @@ def test_auto_backend_is_hf_without_unsloth(monkeypatch) -> None:
     assert models.resolve_backend("auto") == "hf"
     assert models.resolve_backend("hf") == "hf"
     assert models.activate_backend("hf") == "hf"
-    monkeypatch.setattr(models, "unsloth_available", lambda: True)
+    monkeypatch.setattr(models.loading, "unsloth_available", lambda: True)
     assert models.resolve_backend("auto") == "unsloth"
 
 
 def test_unsloth_without_cuda_is_a_clear_error(monkeypatch) -> None:
-    monkeypatch.setattr(models, "unsloth_available", lambda: False)
+    monkeypatch.setattr(models.loading, "unsloth_available", lambda: False)
     with pytest.raises(RuntimeError, match=r"needs CUDA and the unsloth package.*'hf'"):
         models.resolve_backend("unsloth")
 

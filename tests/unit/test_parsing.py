@@ -1,4 +1,4 @@
-"""Hand-worked cases and properties for medlib.parsing."""
+"""Hand-worked cases and properties for medlib.evaluation.parsing."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from medlib.parsing import (
+from medlib.evaluation.parsing import (
     TASK_TYPES,
     answers_match,
     completion_text,

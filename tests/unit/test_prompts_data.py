@@ -1,4 +1,4 @@
-"""Prompts (medlib.prompts), record reading and row building (medlib.data), image loading (medlib.processing)."""
+"""Prompts (medlib.data.prompts), record reading and row building (medlib.data), image loading (medlib.data.processing)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medlib import prompts
-from medlib.data import RecordError, check_images, grpo_rows, read_records, sft_rows
-from medlib.processing import load_image
+from medlib.data import RecordError, check_images, grpo_rows, prompts, read_records, sft_rows
+from medlib.data.processing import load_image
 
 RECORD = {"id": "r1", "dataset": "toy", "modality": "CT", "task": "vqa_closed", "images": ["img/a.png"],
           "question": "Is there a lesion?", "answer": " yes ", "choices": ["yes", "no"],

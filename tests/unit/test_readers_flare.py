@@ -1,4 +1,4 @@
-"""FLARE 2025 2D reader (medlib.readers.flare2025): every TaskType spelling and answer format, problems counted."""
+"""FLARE 2025 2D reader (medlib.data.readers.flare2025): every TaskType spelling and answer format, problems counted."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from medlib.data import validate_record
-from medlib.readers import detect_format, flare2025, read_source
-from medlib.synthetic import QUESTION_TYPES, write_flare_layout
+from medlib.data.readers import detect_format, flare2025, read_source
+from medlib.data.synthetic import QUESTION_TYPES, write_flare_layout
 
 SPELLINGS = {
     "Classification": "classification", "classification": "classification",

@@ -11,7 +11,7 @@ from PIL import Image
 
 from medlib import cli
 from medlib.data import read_records, validate_record
-from medlib.readers import (
+from medlib.data.readers import (
     READERS,
     chat_jsonl,
     convert,
@@ -22,7 +22,7 @@ from medlib.readers import (
     medr1,
     read_source,
 )
-from medlib.readers.common import parse_options
+from medlib.data.readers.common import parse_options
 
 
 def png(path: Path, value: int = 100, size=(16, 12)) -> Path:

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from medlib import record
-from medlib.record import (
+from medlib.pipeline import results
+from medlib.pipeline.results import (
     TRACKED_PACKAGES,
     atomic_write_bytes,
     atomic_write_json,
@@ -146,7 +146,7 @@ def test_save_figure_writes_png_under_figures(tmp_path: Path) -> None:
 
 def test_git_state_reports_commit_and_dirty_tree(monkeypatch: pytest.MonkeyPatch) -> None:
     answers = {"rev-parse": "abc123\n", "status": " M medlib/run.py\n"}
-    monkeypatch.setattr(record, "_git", lambda repo_dir, command, *args: answers[command])
-    assert record.git_state(".") == {"git_commit": "abc123", "git_dirty": True}
+    monkeypatch.setattr(results, "_git", lambda repo_dir, command, *args: answers[command])
+    assert results.git_state(".") == {"git_commit": "abc123", "git_dirty": True}
     answers["status"] = ""
-    assert record.git_state(".")["git_dirty"] is False
+    assert results.git_state(".")["git_dirty"] is False

@@ -10,7 +10,7 @@ import nbformat
 import numpy as np
 from PIL import Image
 
-from medlib.render import (
+from medlib.pipeline.rendering import (
     MAX_OUTPUT_CHARS,
     REDACTED,
     make_publishable,
@@ -19,7 +19,7 @@ from medlib.render import (
     shrink_png,
     truncate_text,
 )
-from medlib.run import run_experiment
+from medlib.pipeline.runner import run_experiment
 
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
 TOKEN = "hf_Zq8LrT1xWv4NpY7sKd2"

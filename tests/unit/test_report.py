@@ -11,7 +11,7 @@ import nbformat
 import pytest
 
 from medlib import cli
-from medlib.report import build_report, data_fingerprint, params_hash
+from medlib.pipeline.leaderboard import build_report, data_fingerprint, params_hash
 
 
 def analysis(accuracy: float, low: float, high: float) -> dict:

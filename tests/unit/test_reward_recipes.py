@@ -6,9 +6,9 @@ import pickle
 
 import pytest
 
-from medlib import grpo
-from medlib.parsing import TASK_TYPES
-from medlib.reward_recipes import (
+from medlib.evaluation.parsing import TASK_TYPES
+from medlib.training import grpo
+from medlib.training.rewards.recipes import (
     DEFAULT_SCOPE,
     STANDARD_RECIPES,
     ScopedReward,

@@ -1,4 +1,4 @@
-"""Hand-worked cases and never-raise properties for medlib.rewards."""
+"""Hand-worked cases and never-raise properties for medlib.training.rewards."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from medlib.parsing import TASK_TYPES
-from medlib.rewards import (
+from medlib.evaluation.parsing import TASK_TYPES
+from medlib.training.rewards import (
     OPTIONAL_REWARDS,
     REWARD_BOUNDS,
     REWARD_FUNCTIONS,

@@ -1,4 +1,4 @@
-"""Hand-worked cases and reference-library checks for every reward of medlib.rewards beyond format/accuracy."""
+"""Hand-worked cases and reference-library checks for every reward of medlib.training.rewards beyond format/accuracy."""
 
 from __future__ import annotations
 
@@ -8,10 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from medlib import rewards
-from medlib.reward_clinical import clinical_f1, clinical_mentions
-from medlib.reward_parsing import answer_content, box_iou, matched_ious, report_sections
-from medlib.rewards import (
+from medlib.training import rewards
+from medlib.training.rewards import (
     OPTIONAL_REWARDS,
     REWARD_BOUNDS,
     REWARD_FUNCTIONS,
@@ -29,6 +27,8 @@ from medlib.rewards import (
     report_format_reward,
     rouge_l_reward,
 )
+from medlib.training.rewards.clinical import clinical_f1, clinical_mentions
+from medlib.training.rewards.parsing import answer_content, box_iou, matched_ious, report_sections
 
 EXTRAS = {"completion_ids": [[1]], "trainer_state": object(), "log_metric": print, "log_extra": print}
 
@@ -208,7 +208,7 @@ def test_exact_reward_uses_math_verify_when_installed(monkeypatch: pytest.Monkey
     pytest.importorskip("math_verify")
     completion = "<answer>$\\frac{1}{2}$</answer>"
     assert _one(exact_reward, completion, "0.5") == 1.0
-    monkeypatch.setattr(rewards, "math_verify_available", lambda: False)
+    monkeypatch.setattr(rewards.functions, "math_verify_available", lambda: False)
     assert _one(exact_reward, completion, "0.5") == 0.0
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from medlib import grpo, rollouts
+from medlib.training import grpo, rollouts
 
 
 def test_engines_map_onto_grpo_config_fields() -> None:

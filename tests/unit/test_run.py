@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from medlib import cli
-from medlib.config import ConfigError, discover_stages, load_experiment
-from medlib.run import StageFailed, results_directory, run_experiment, select_stages
+from medlib.pipeline.config import ConfigError, discover_stages, load_experiment
+from medlib.pipeline.runner import StageFailed, results_directory, run_experiment, select_stages
 
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
 

@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from medlib import cli
-from medlib.config import ConfigError, discover_stages, load_experiment, validate_experiment
-from medlib.sweep import expand_sweep, grid_points, point_name, value_label
+from medlib.pipeline.config import ConfigError, discover_stages, load_experiment, validate_experiment
+from medlib.pipeline.sweep import expand_sweep, grid_points, point_name, value_label
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"

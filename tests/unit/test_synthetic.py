@@ -1,4 +1,4 @@
-"""The synthetic lesion data set (medlib.synthetic): deterministic, balanced, answer determined by the image."""
+"""The synthetic lesion data set (medlib.data.synthetic): deterministic, balanced, answer determined by the image."""
 
 from __future__ import annotations
 
@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medlib import synthetic
-from medlib.data import read_records, validate_record
-from medlib.synthetic import ensure_dataset, make_split
+from medlib.data import read_records, synthetic, validate_record
+from medlib.data.synthetic import ensure_dataset, make_split
 
 ALL_TYPES = ("presence", "count", "side")
 BRIGHT = 160  # disks are drawn around 215, the background around 70 ± 18

@@ -11,10 +11,9 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from medlib import exploration
-from medlib.data import TASKS, read_records, validate_record
-from medlib.parsing import answers_match, parse_answer
-from medlib.synthetic import CHANGES, QUESTION_TYPES, make_split
+from medlib.data import TASKS, exploration, read_records, validate_record
+from medlib.data.synthetic import CHANGES, QUESTION_TYPES, make_split
+from medlib.evaluation.parsing import answers_match, parse_answer
 
 NEW_TYPES = ("findings", "detect", "instances", "size", "location", "report", "temporal")
 

@@ -1,4 +1,4 @@
-"""The tiny offline Qwen-VL checkpoints (medlib.tiny) and their processors (medlib.processing)."""
+"""The tiny offline Qwen-VL checkpoints (medlib.models.tiny) and their processors (medlib.data.processing)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from PIL import Image
 from safetensors.torch import load_file
 from transformers import AutoModelForImageTextToText
 
-from medlib import processing, tiny
-from medlib.processing import PROCESSOR_CLASSES, load_processor
-from medlib.tiny import TAG_TOKENS, build_tiny_model, ensure_tiny_model
+from medlib.data import processing
+from medlib.data.processing import PROCESSOR_CLASSES, load_processor
+from medlib.models import tiny
+from medlib.models.tiny import TAG_TOKENS, build_tiny_model, ensure_tiny_model
 
 ARCHS = ("qwen2_5_vl", "qwen2_vl", "qwen3_vl")
 # 112 px: Qwen2/2.5-VL (patch 14) → 8×8 patches → 16 merged tokens; Qwen3-VL (patch 16, factor 32)
@@ -187,7 +188,7 @@ def test_benchmark_shapes_have_the_published_sizes(shape: str, billions: float) 
     """Qwen2.5-VL-3B/7B-Instruct have 3.75 B / 8.29 B parameters; built on the meta device, no memory."""
     from transformers import AutoModelForImageTextToText
 
-    from medlib.tiny import _train_tokenizer, shaped_config
+    from medlib.models.tiny import _train_tokenizer, shaped_config
 
     config = shaped_config(shape, _train_tokenizer(640))
     with torch.device("meta"):

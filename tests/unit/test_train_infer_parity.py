@@ -5,9 +5,11 @@ import pytest
 import torch
 from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
 
-from medlib import data, inference, prompts, synthetic
-from medlib.processing import load_processor
-from medlib.tiny import build_tiny_model
+from medlib import data
+from medlib.data import prompts, synthetic
+from medlib.data.processing import load_processor
+from medlib.evaluation import inference
+from medlib.models.tiny import build_tiny_model
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Validation (medlib.validate): image problems, valid exotic modes, counts that reconcile, strict mode."""
+"""Validation (medlib.data.validation): image problems, valid exotic modes, counts that reconcile, strict mode."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medlib.validate import ValidationFailed, image_problem, validate_records, validate_source
+from medlib.data.validation import ValidationFailed, image_problem, validate_records, validate_source
 
 
 def bomb_png(path: Path, width: int, height: int) -> Path:

@@ -8,9 +8,10 @@ import pytest
 import torch
 from PIL import Image
 
-from medlib import models, vision_cache
-from medlib.processing import load_processor
-from medlib.tiny import build_tiny_model
+from medlib import models
+from medlib.data.processing import load_processor
+from medlib.models import vision_cache
+from medlib.models.tiny import build_tiny_model
 
 SIZE = 56
 

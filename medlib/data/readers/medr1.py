@@ -1,0 +1,84 @@
+"""Med-R1 / OmniMedVQA JSON: {"image", "problem": "question with A)..B)..", "solution": "<answer> C </answer>"}."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from medlib.data.readers.common import (
+    PathEscape,
+    ReadResult,
+    answer_text,
+    first_item,
+    json_objects,
+    parse_options,
+    safe_join,
+    source_files,
+    write_jsonl,
+)
+
+NAME = "medr1"
+_ANSWER = re.compile(r"<answer>\s*(.*?)\s*</answer>", re.DOTALL)
+
+
+def detect(src: Path) -> bool:
+    """True if the first item of a JSON file in src has `problem` and `solution`."""
+    files = source_files(Path(src))
+    first = first_item(files[0]) if files else None
+    return isinstance(first, dict) and {"problem", "solution"} <= set(first)
+
+
+def solution_answer(solution: Any) -> str:
+    """The text inside <answer>…</answer>, else the whole solution, stripped."""
+    text = answer_text(solution)
+    found = _ANSWER.search(text)
+    return found.group(1).strip() if found else text
+
+
+def read(src: Path, *, media_dir: Path | None = None) -> ReadResult:
+    """Read Med-R1 JSON/JSONL files; image paths are relative to each file's folder."""
+    src = Path(src)
+    root = src if src.is_dir() else src.parent
+    result = ReadResult(data_root=root)
+    for path, base, index, where, item in json_objects(src, result):
+        missing = [name for name in ("image", "problem", "solution") if item.get(name) in (None, "", [])]
+        if missing:
+            result.skip("missing_field", where, missing[0], "missing or empty")
+            continue
+        names = item["image"] if isinstance(item["image"], list) else [item["image"]]
+        try:
+            images = [safe_join(base, name) for name in names]
+        except PathEscape as error:
+            result.skip("path_escape", where, "image", str(error))
+            continue
+        question = str(item["problem"]).strip()
+        answer = solution_answer(item["solution"])
+        if not answer:
+            result.skip("missing_field", where, "solution", "no answer inside <answer></answer>")
+            continue
+        choices = parse_options(question)
+        record = {
+            "id": str(item.get("id") or f"{path.stem}-{index:06d}"),
+            "dataset": str(item.get("dataset") or path.stem), "modality": str(item.get("modality") or ""),
+            "task": "vqa_closed" if choices else "vqa_open", "images": images, "question": question,
+            "answer": answer, "meta": {"split": str(item.get("split") or "train"), "source_file": path.name},
+        }
+        if choices:
+            record["choices"] = choices
+        result.records.append(record)
+    return result
+
+
+def write(records: list[dict[str, Any]], data_root: Path, out: Path) -> Path:
+    """Write records as a Med-R1 JSON list at out (image paths relative to out's folder = data_root)."""
+    out = Path(out)
+    if out.parent.resolve() != Path(data_root).resolve():
+        raise ValueError(f"{out}: a Med-R1 file must sit in the data root {data_root} (image paths are relative to it)")
+    items = [{"id": r["id"], "image": r["images"][0] if len(r["images"]) == 1 else r["images"],
+              "problem": r["question"], "solution": f"<answer> {r['answer']} </answer>",
+              "dataset": r["dataset"], "modality": r.get("modality", "")} for r in records]
+    if out.suffix == ".jsonl":
+        return write_jsonl(items, out)
+    out.write_text(json.dumps(items, indent=1, ensure_ascii=False), encoding="utf-8")
+    return out

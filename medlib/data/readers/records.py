@@ -1,0 +1,39 @@
+"""medlib's own records JSONL (the DESIGN.md record), read leniently: bad lines are skipped and counted."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from medlib.data.readers.common import ReadResult, first_item, json_items, source_files, write_jsonl
+
+NAME = "records"
+KEYS = {"id", "task", "images", "question", "answer"}
+
+
+def detect(src: Path) -> bool:
+    """True if the first line of a JSONL file is an object with the record's keys."""
+    files = [p for p in source_files(Path(src)) if p.suffix == ".jsonl"]
+    first = first_item(files[0]) if files else None
+    return isinstance(first, dict) and KEYS <= set(first)
+
+
+def read(src: Path, *, media_dir: Path | None = None) -> ReadResult:
+    """Read records JSONL files (a file, or every *.jsonl in a folder); checking is left to validation."""
+    src = Path(src)
+    result = ReadResult(data_root=src if src.is_dir() else src.parent)
+    for path in source_files(src, (".jsonl",)):
+        for where, item in json_items(path, result):
+            if isinstance(item, dict):
+                item.setdefault("meta", {})
+                if isinstance(item["meta"], dict):
+                    item["meta"].setdefault("source_file", f"{where}")
+            result.records.append(item)
+    return result
+
+
+def write(records: list[dict[str, Any]], data_root: Path, out: Path) -> Path:
+    """Write records JSONL at out (image paths stay relative to data_root, which must be out's folder)."""
+    out = Path(out)
+    if out.parent.resolve() != Path(data_root).resolve():
+        raise ValueError(f"{out}: a records file must sit in its data root {data_root}")
+    return write_jsonl(records, out)

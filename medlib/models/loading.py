@@ -1,0 +1,224 @@
+"""Load a Qwen-VL model + processor with the Unsloth or the transformers+peft backend; add LoRA."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from medlib.data.processing import load_processor
+
+BACKENDS = ("auto", "unsloth", "hf")
+FINETUNE_MODES = ("lora", "full", "none")
+ATTENTION_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "qkv", "proj")
+MLP_MODULES = ("gate_proj", "up_proj", "down_proj", "fc1", "fc2", "linear_fc1", "linear_fc2")
+LANGUAGE_SCOPE = r".*language_model.*\."
+VISION_SCOPE = r".*visual\.blocks.*\."
+
+
+@dataclass
+class LoraSettings:
+    """Unsloth-style LoRA switches; the hf backend maps them onto a peft LoraConfig."""
+
+    r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.0
+    target_modules: list[str] = field(default_factory=list)
+    finetune_vision_layers: bool = False
+    finetune_language_layers: bool = True
+    finetune_attention_modules: bool = True
+    finetune_mlp_modules: bool = True
+    modules_to_save: list[str] = field(default_factory=list)
+    use_rslora: bool = False
+
+
+def unsloth_available() -> bool:
+    """Return whether Unsloth can be used here: CUDA present and the package installed."""
+    return torch.cuda.is_available() and importlib.util.find_spec("unsloth") is not None
+
+
+def resolve_backend(backend: str = "auto") -> str:
+    """Map `auto|unsloth|hf` to the backend that will run; `unsloth` without CUDA is an error."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "auto":
+        return "unsloth" if unsloth_available() else "hf"
+    if backend == "unsloth" and not unsloth_available():
+        raise RuntimeError("backend 'unsloth' needs CUDA and the unsloth package (pip install '.[gpu]'); "
+                           "use backend 'hf' or 'auto' on this machine")
+    return backend
+
+
+def activate_backend(backend: str = "auto") -> str:
+    """Resolve the backend and, for Unsloth, import it now: it must patch transformers/TRL before use."""
+    resolved = resolve_backend(backend)
+    if resolved == "unsloth":
+        import unsloth  # noqa: F401
+
+    return resolved
+
+
+def resolve_device(device: str = "auto") -> str:
+    """Pick CUDA, then Apple MPS, then CPU for `auto`; pass anything else through."""
+    if device != "auto":
+        return device
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def resolve_dtype(dtype: str = "auto", device: str = "cpu") -> torch.dtype:
+    """Return the torch dtype: bf16 on CUDA and fp32 elsewhere for `auto`."""
+    if dtype == "auto":
+        return torch.bfloat16 if device == "cuda" else torch.float32
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+
+
+def lora_target_regex(settings: LoraSettings) -> str:
+    """Build the peft target regex from the Unsloth switches (vision/language × attention/MLP)."""
+    names = list(settings.target_modules)
+    if not names:
+        if settings.finetune_attention_modules:
+            names += ATTENTION_MODULES
+        if settings.finetune_mlp_modules:
+            names += MLP_MODULES
+    scopes = []
+    if settings.finetune_language_layers:
+        scopes.append(LANGUAGE_SCOPE)
+    if settings.finetune_vision_layers:
+        scopes.append(VISION_SCOPE)
+    if not names or not scopes:
+        raise ValueError("LoRA targets nothing: enable language or vision layers and attention or MLP modules")
+    return "(" + "|".join(scopes) + ")(" + "|".join(sorted(set(names))) + ")$"
+
+
+def is_adapter_dir(path: str | Path) -> bool:
+    """Return whether a folder holds a peft adapter rather than full weights."""
+    return (Path(path) / "adapter_config.json").exists()
+
+
+def load_model(model_id: str, *, backend: str = "auto", dtype: str = "auto", device: str = "auto",
+               load_in_4bit: bool = False, max_seq_length: int = 4096, gradient_checkpointing: bool = False,
+               full_finetuning: bool = False, trust_remote_code: bool = False,
+               min_pixels: int | None = None, max_pixels: int | None = None) -> tuple[Any, Any, str]:
+    """Load (model, processor, backend) from a hub id or local folder, adapters included."""
+    backend = resolve_backend(backend)
+    device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, device)
+    if backend == "unsloth":
+        from unsloth import FastVisionModel
+
+        model, processor = FastVisionModel.from_pretrained(
+            model_id, load_in_4bit=load_in_4bit, dtype=torch_dtype, max_seq_length=max_seq_length,
+            full_finetuning=full_finetuning, trust_remote_code=trust_remote_code,
+            use_gradient_checkpointing="unsloth" if gradient_checkpointing else False)
+        if min_pixels or max_pixels:
+            size = dict(processor.image_processor.size)
+            size["shortest_edge"] = min_pixels or size.get("shortest_edge")
+            size["longest_edge"] = max_pixels or size.get("longest_edge")
+            processor.image_processor.size = size
+        processor.tokenizer.padding_side = "left"
+        return model, processor, backend
+    return (*_load_hf(model_id, torch_dtype, device, load_in_4bit, trust_remote_code,
+                      min_pixels, max_pixels), backend)
+
+
+def _load_hf(model_id: str, torch_dtype: torch.dtype, device: str, load_in_4bit: bool,
+             trust_remote_code: bool, min_pixels: int | None, max_pixels: int | None) -> tuple[Any, Any]:
+    """Load with plain transformers (+ peft for adapter folders)."""
+    from transformers import AutoModelForImageTextToText
+
+    base_id = model_id
+    if is_adapter_dir(model_id):
+        base_id = json.loads((Path(model_id) / "adapter_config.json").read_text())["base_model_name_or_path"]
+    kwargs: dict[str, Any] = {"dtype": torch_dtype, "trust_remote_code": trust_remote_code}
+    if load_in_4bit:
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16)
+        kwargs["device_map"] = {"": 0}
+    model = AutoModelForImageTextToText.from_pretrained(base_id, **kwargs)
+    if base_id != model_id:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, model_id, is_trainable=True)
+    if not load_in_4bit:
+        model = model.to(device)
+    processor_source = model_id if (Path(model_id) / "tokenizer_config.json").exists() else base_id
+    processor = load_processor(processor_source, min_pixels=min_pixels, max_pixels=max_pixels)
+    return model, processor
+
+
+def prepare_for_training(model: Any, backend: str, mode: str, lora: LoraSettings, *, seed: int = 0,
+                         gradient_checkpointing: bool = False) -> Any:
+    """Make the model trainable: LoRA adapters (Unsloth or peft), full fine-tuning, or frozen."""
+    if mode not in FINETUNE_MODES:
+        raise ValueError(f"finetune_mode must be one of {FINETUNE_MODES}, got {mode!r}")
+    if mode == "full":
+        for parameter in model.parameters():
+            parameter.requires_grad_(True)
+        return model
+    if mode == "none":
+        return model
+    if hasattr(model, "peft_config"):  # continuing from an adapter (e.g. GRPO after SFT)
+        return model
+    if backend == "unsloth":
+        from unsloth import FastVisionModel
+
+        model = FastVisionModel.get_peft_model(
+            model, r=lora.r, lora_alpha=lora.lora_alpha, lora_dropout=lora.lora_dropout, bias="none",
+            target_modules=lora.target_modules or None,
+            finetune_vision_layers=lora.finetune_vision_layers,
+            finetune_language_layers=lora.finetune_language_layers,
+            finetune_attention_modules=lora.finetune_attention_modules,
+            finetune_mlp_modules=lora.finetune_mlp_modules, modules_to_save=lora.modules_to_save or None,
+            use_rslora=lora.use_rslora, random_state=seed,
+            use_gradient_checkpointing="unsloth" if gradient_checkpointing else False)
+        FastVisionModel.for_training(model)
+        return model
+    from peft import LoraConfig, get_peft_model
+
+    if getattr(model, "is_loaded_in_4bit", False):
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+    config = LoraConfig(r=lora.r, lora_alpha=lora.lora_alpha, lora_dropout=lora.lora_dropout, bias="none",
+                        target_modules=lora_target_regex(lora), modules_to_save=lora.modules_to_save or None,
+                        use_rslora=lora.use_rslora, task_type="CAUSAL_LM")
+    return get_peft_model(model, config)
+
+
+def for_inference(model: Any, backend: str) -> Any:
+    """Switch a model to generation mode (Unsloth's fast path on CUDA)."""
+    if backend == "unsloth":
+        from unsloth import FastVisionModel
+
+        FastVisionModel.for_inference(model)
+    model.eval()
+    return model
+
+
+def count_parameters(model: Any) -> dict[str, int]:
+    """Return total and trainable parameter counts."""
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {"total": total, "trainable": trainable}
+
+
+def save_checkpoint(model: Any, processor: Any, out_dir: str | Path, *, merged: bool = False) -> Path:
+    """Save the adapter (peft format) or full weights, with the processor, into out_dir."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    to_save = model
+    if merged and hasattr(model, "merge_and_unload"):
+        to_save = model.merge_and_unload()
+    to_save.save_pretrained(out_dir, safe_serialization=True)
+    processor.save_pretrained(out_dir)
+    return out_dir

@@ -1,0 +1,1 @@
+"""Pipeline (every notebook): experiment config, the papermill runner, sweeps, Slurm, results, leaderboard, rendering."""

@@ -1,0 +1,59 @@
+"""`medlib train sft|grpo PARAMS | --settings FILE`: one training stage outside the notebook (torchrun-ready)."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+# The notebooks declare the parameters; medlib is installed editable beside them.
+NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+STAGES = ("sft", "grpo")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register `medlib train` on the CLI."""
+    parser = subparsers.add_parser(
+        "train", help="run a training stage from an experiment file (works under torchrun / accelerate launch)",
+        description="Run the training of one stage with the parameters its notebook would get. Launch it with "
+        "`torchrun --standalone --nproc_per_node N -m medlib train sft params/x.yaml` for N processes.")
+    parser.add_argument("stage", choices=STAGES, help="the stage to train")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("params", nargs="?", help="experiment file, e.g. params/tiny.yaml")
+    source.add_argument("--settings", help="a settings JSON written by a notebook's multi-process launch")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="BLOCK.KEY=VALUE",
+                        help="override a parameter (value parsed as YAML); repeatable")
+    parser.set_defaults(handler=run_train)
+
+
+def stage_settings(stage: str, params: str, overrides: list[str]) -> dict:
+    """The merged, validated parameters the stage's notebook would receive from an experiment file."""
+    from medlib.pipeline.config import discover_stages, load_experiment, stage_parameters
+
+    stages = {s.block: s for s in discover_stages(NOTEBOOKS_DIR)}
+    experiment = load_experiment(params, overrides, stages=list(stages.values()))
+    return {"experiment": experiment.name, **stage_parameters(experiment, stages[stage])}
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Handler of `medlib train`."""
+    if args.settings:
+        values = json.loads(Path(args.settings).read_text())
+    else:
+        values = stage_settings(args.stage, args.params, args.overrides)
+    from medlib import models
+
+    models.activate_backend(values.get("backend", "auto"))  # Unsloth before transformers/TRL
+    if args.stage == "sft":
+        from medlib.training import sft as stage
+    else:
+        from medlib.training import grpo as stage
+    settings = stage.settings_from(values)
+    settings.num_processes = 1  # this process is one rank; the launcher decides how many
+    summary = stage.train(settings)
+    if args.stage == "sft":
+        detail = f"last loss {summary['last_train_loss']}"
+    else:
+        detail = f"mean total reward {summary['rewards'].get('reward')}"
+    print(f"[medlib] {args.stage}: {summary['global_step']} steps, {detail}, world size {summary['world_size']} "
+          f"-> {summary['checkpoint']}")
+    return 0

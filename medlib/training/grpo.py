@@ -1,0 +1,212 @@
+"""GRPO: TRL GRPOConfig from params, per-task reward recipes, the trainer, resume, per-reward logs.
+
+Rollout engines (TRL's eager generate, compiled static-cache decoding, vLLM) are chosen in
+`medlib.training.rollouts`; `train` runs the whole stage in one process or one rank of a torchrun job.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from medlib.training.launch import RESULT_FILE
+from medlib.training.rewards import RewardFunction, build_reward_functions
+from medlib.training.rewards.recipes import build_recipe, recipe_from_params, total_rewards
+from medlib.training.settings import TrainingStageSettings, begin_stage, trainable_model
+from medlib.training.sft import last_checkpoint
+
+__all__ = ["build_grpo_config", "make_grpo_trainer", "reward_setup", "reward_series", "reward_summary",
+           "scored_samples", "last_checkpoint", "resume_checkpoint", "TOTAL_REWARD_KEY", "GRPOSettings",
+           "settings_from", "train", "run"]
+
+TOTAL_REWARD_KEY = "reward"  # TRL's key for the weighted total reward
+
+
+def reward_setup(reward_functions: Sequence[str] = (), reward_weights: Sequence[float] | None = None,
+                 reward_recipes: Mapping[str, Mapping[str, float]] | None = None
+                 ) -> tuple[list[RewardFunction], list[float]]:
+    """TRL reward functions and weights from params: default names/weights plus per-task recipes."""
+    return build_recipe(recipe_from_params(reward_functions, reward_weights, reward_recipes))
+
+
+def build_grpo_config(output_dir: str | Path, *, seed: int, reward_weights: list[float] | None = None,
+                      report_to: str = "none", **training_fields: Any):
+    """Return a TRL GRPOConfig; `training_fields` use GRPOConfig's own names (num_generations, beta, ...)."""
+    from trl import GRPOConfig
+
+    on_cuda = torch.cuda.is_available()
+    fields: dict[str, Any] = {
+        "output_dir": str(output_dir), "seed": seed, "data_seed": seed, "report_to": report_to,
+        "use_cpu": not on_cuda, "bf16": on_cuda, "fp16": False, "dataloader_num_workers": 0,
+        "logging_first_step": True,
+        "remove_unused_columns": False,  # the rewards read answer/task/choices columns
+    }
+    if reward_weights:
+        fields["reward_weights"] = list(reward_weights)
+    fields.update(training_fields)
+    return GRPOConfig(**fields)
+
+
+def make_grpo_trainer(model: Any, processor: Any, config: Any, train_dataset: Any,
+                      reward_funcs: Sequence[str | RewardFunction], callbacks: list | None = None):
+    """Build TRL's GRPOTrainer with reward functions (or registry names); Unsloth patches it on CUDA."""
+    from trl import GRPOTrainer
+
+    functions = [build_reward_functions([f])[0] if isinstance(f, str) else f for f in reward_funcs]
+    return GRPOTrainer(model=model, args=config, reward_funcs=functions, train_dataset=train_dataset,
+                       processing_class=processor, callbacks=callbacks or [])
+
+
+def resume_checkpoint(output_dir: str | Path, resume: bool) -> str | None:
+    """The checkpoint to resume from: the newest under output_dir when `resume`, else None."""
+    return last_checkpoint(output_dir) if resume else None
+
+
+def reward_series(log_history: list[dict[str, Any]]) -> dict[str, tuple[list[int], list[float]]]:
+    """Collect each logged reward component, the total, completion length and KL over steps."""
+    series: dict[str, tuple[list[int], list[float]]] = {}
+    for entry in log_history:
+        if "step" not in entry:
+            continue
+        for key, value in entry.items():
+            wanted = (key.startswith("rewards/") and key.endswith("/mean")) or key in (
+                TOTAL_REWARD_KEY, "kl", "completions/mean_length")
+            if wanted and isinstance(value, (int, float)) and math.isfinite(value):
+                steps, values = series.setdefault(key, ([], []))
+                steps.append(int(entry["step"]))
+                values.append(float(value))
+    return series
+
+
+def reward_summary(log_history: list[dict[str, Any]], window: int = 5) -> dict[str, Any]:
+    """Mean of each reward series over its first and last `window` logged steps."""
+    summary: dict[str, Any] = {}
+    for key, (_, values) in reward_series(log_history).items():
+        head, tail = values[:window], values[-window:]
+        summary[key] = {"first": sum(head) / len(head), "last": sum(tail) / len(tail)}
+    return summary
+
+
+def scored_samples(model: Any, processor: Any, records: list[dict[str, Any]], data_root: str | Path,
+                   reward_funcs: Sequence[str | RewardFunction], *, image_size: int | None, answer_format: str,
+                   system_prompt: str | None, max_new_tokens: int, reward_weights: Sequence[float] | None = None,
+                   temperature: float = 1.0, seed: int = 0):
+    """Sample one completion per record and score it with each reward and the weighted total: a DataFrame."""
+    import pandas as pd
+
+    from medlib.evaluation.inference import generate_batch
+
+    torch.manual_seed(seed)
+    completions = generate_batch(model, processor, records, data_root, image_size=image_size,
+                                 answer_format=answer_format, system_prompt=system_prompt,
+                                 max_new_tokens=max_new_tokens, do_sample=True, temperature=temperature)
+    table = pd.DataFrame({"question": [r["question"] for r in records], "answer": [r["answer"] for r in records],
+                          "completion": completions})
+    columns = {"answer": [r["answer"] for r in records], "task": [r["task"] for r in records],
+               "choices": [r.get("choices") for r in records]}
+    functions = [build_reward_functions([f])[0] if isinstance(f, str) else f for f in reward_funcs]
+    scores = [function([None] * len(records), completions, **columns) for function in functions]
+    for function, values in zip(functions, scores, strict=True):
+        table[function.__name__] = values
+    weights = list(reward_weights) if reward_weights else [1.0] * len(functions)
+    table["total"] = total_rewards(weights, scores)
+    return table
+
+
+@dataclass
+class GRPOSettings(TrainingStageSettings):
+    """Every parameter of notebooks/30_grpo.ipynb: one GRPO run."""
+
+    init_checkpoint: str = ""
+    reward_functions: list = field(default_factory=lambda: ["format", "accuracy"])
+    reward_weights: list = field(default_factory=lambda: [0.2, 0.8])
+    reward_recipes: dict = field(default_factory=dict)
+    learning_rate: float = 1e-5
+    lr_scheduler_type: str = "constant"
+    warmup_steps: float = 0.0
+    max_steps: int = 500
+    per_device_train_batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    num_generations: int = 4
+    max_completion_length: int = 256
+    temperature: float = 1.0
+    beta: float = 0.0
+    loss_type: str = "dapo"
+    importance_sampling_level: str = "token"
+    logging_steps: int = 5
+    save_steps: int = 100
+    max_train_samples: int = -1
+    rollout_engine: str = "eager"
+    rollout_batch_steps: int = 0
+    vllm_mode: str = "colocate"
+    vllm_gpu_memory_utilization: float = 0.3
+
+
+def settings_from(namespace: Mapping[str, Any]) -> GRPOSettings:
+    """Pick GRPOSettings' fields out of a namespace (a notebook's globals, a params dict)."""
+    return GRPOSettings.from_namespace(namespace)
+
+
+def train(settings: GRPOSettings) -> dict[str, Any]:
+    """Run GRPO end to end from the SFT checkpoint (this process, or one torchrun rank); return the summary."""
+    from medlib import data, models
+    from medlib.pipeline import workspace
+    from medlib.pipeline.results import atomic_write_json
+    from medlib.training import rollouts
+
+    backend, paths = begin_stage(settings, "grpo")
+    start = settings.init_checkpoint or str(paths["sft_final"])
+    model, processor, backend, parameter_counts, cache = trainable_model(settings, start, backend,
+                                                                         models.LoraSettings())
+    records = data.read_records(workspace.split_path(settings.data_dir, "train"))
+    records = records if settings.max_train_samples < 0 else records[:settings.max_train_samples]
+    dataset = data.to_dataset(data.grpo_rows(records, settings.data_dir, image_size=settings.image_size,
+                                             answer_format=settings.answer_format,
+                                             system_prompt=settings.system_prompt or None))
+    reward_funcs, weights = reward_setup(settings.reward_functions, settings.reward_weights, settings.reward_recipes)
+    engine_fields = rollouts.rollout_config_fields(
+        settings.rollout_engine, backend=backend, rollout_batch_steps=settings.rollout_batch_steps,
+        gradient_accumulation_steps=settings.gradient_accumulation_steps, vllm_mode=settings.vllm_mode,
+        vllm_gpu_memory_utilization=settings.vllm_gpu_memory_utilization)
+    config = build_grpo_config(
+        paths["grpo"], seed=settings.seed, reward_weights=weights, report_to=settings.report_to,
+        learning_rate=settings.learning_rate, lr_scheduler_type=settings.lr_scheduler_type,
+        warmup_steps=settings.warmup_steps, max_steps=settings.max_steps,
+        per_device_train_batch_size=settings.per_device_train_batch_size,
+        gradient_accumulation_steps=settings.gradient_accumulation_steps, num_generations=settings.num_generations,
+        max_completion_length=settings.max_completion_length, temperature=settings.temperature, beta=settings.beta,
+        loss_type=settings.loss_type, importance_sampling_level=settings.importance_sampling_level,
+        gradient_checkpointing=settings.gradient_checkpointing, logging_steps=settings.logging_steps,
+        log_completions=settings.report_to in ("wandb", "trackio"),  # completion tables; also printed per log
+        save_strategy="steps" if settings.save_steps > 0 else "no",
+        save_steps=settings.save_steps or 500, **engine_fields)
+    trainer = make_grpo_trainer(model, processor, config, dataset, reward_funcs)
+    if settings.rollout_engine == "compiled":
+        rollouts.enable_compiled_decoding(trainer)
+    checkpoint = resume_checkpoint(paths["grpo"], settings.resume)
+    trainer.train(resume_from_checkpoint=checkpoint)
+    summary = {"global_step": int(trainer.state.global_step), "backend": backend,
+               "rollout_engine": settings.rollout_engine, "finetune_mode": settings.finetune_mode,
+               "parameters": parameter_counts, "train_prompts": len(dataset), "resumed_from": checkpoint,
+               "world_size": int(trainer.args.world_size), "started_from": start,
+               "reward_weights": dict(zip([f.__name__ for f in reward_funcs], weights, strict=True)),
+               "rewards": reward_summary(trainer.state.log_history), "checkpoint": str(paths["grpo_final"]),
+               "vision_cache": cache.stats() if cache else None, "log_history": trainer.state.log_history}
+    if trainer.is_world_process_zero():
+        models.save_checkpoint(trainer.model, processor, paths["grpo_final"])
+        atomic_write_json(paths["grpo"] / RESULT_FILE, summary)
+    return summary
+
+
+def run(settings: GRPOSettings) -> dict[str, Any]:
+    """Train in this process, or launch `num_processes` ranks with torchrun and read rank 0's summary."""
+    if settings.num_processes <= 1:
+        return train(settings)
+    from medlib.pipeline.workspace import stage_paths
+    from medlib.training.launch import torchrun_stage
+
+    return torchrun_stage("grpo", asdict(settings), stage_paths(settings.runs_dir)["grpo"], settings.num_processes)

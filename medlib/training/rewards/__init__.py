@@ -1,0 +1,32 @@
+"""GRPO rewards as plain functions with TRL's signature, and the per-task recipes that weight them."""
+from medlib.training.rewards.functions import (
+    RewardFunction,
+    COPY_SIMILARITY,
+    DETECTION_IOU_THRESHOLD,
+    NUMERIC_STEPS,
+    OFF_BY_ONE_COUNT_REWARD,
+    OPTIONAL_REWARDS,
+    PERCENT_RANGE,
+    REPORT_WORDS,
+    REWARD_BOUNDS,
+    REWARD_FUNCTIONS,
+    accuracy_reward,
+    answer_format_reward,
+    build_reward_functions,
+    choice_reward,
+    clinical_f1_reward,
+    count_reward,
+    detection_f1_reward,
+    detection_iou_reward,
+    exact_reward,
+    format_reward,
+    math_verify_available,
+    multilabel_f1_reward,
+    numeric_reward,
+    radgraph_available,
+    radgraph_f1_reward,
+    report_format_reward,
+    rouge_l_reward,
+)
+
+__all__ = ["RewardFunction", "OFF_BY_ONE_COUNT_REWARD", "NUMERIC_STEPS", "PERCENT_RANGE", "REPORT_WORDS", "COPY_SIMILARITY", "DETECTION_IOU_THRESHOLD", "REWARD_FUNCTIONS", "REWARD_BOUNDS", "OPTIONAL_REWARDS", "format_reward", "answer_format_reward", "report_format_reward", "accuracy_reward", "choice_reward", "numeric_reward", "math_verify_available", "exact_reward", "multilabel_f1_reward", "detection_f1_reward", "detection_iou_reward", "count_reward", "rouge_l_reward", "clinical_f1_reward", "radgraph_available", "radgraph_f1_reward", "build_reward_functions"]

@@ -1,0 +1,73 @@
+"""What the training stages share: the parameters of the `common:` block and model loading, and their start."""
+from __future__ import annotations
+
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+SettingsT = TypeVar("SettingsT", bound="TrainingStageSettings")
+
+
+@dataclass
+class TrainingStageSettings:
+    """The fields every training stage has; each stage's dataclass adds its own."""
+
+    experiment: str = "experiment"
+    seed: int = 3407
+    data_dir: str = "data/records"
+    image_size: int = 448
+    runs_dir: str = "runs/experiment"
+    results_dir: str = "results/experiment"
+    model_id: str = "Qwen/Qwen2.5-VL-7B-Instruct"
+    tiny_arch: str = ""
+    backend: str = "auto"
+    answer_format: str = "think_answer"
+    system_prompt: str = ""
+    trust_remote_code: bool = False
+    report_to: str = "none"
+    finetune_mode: str = "lora"
+    load_in_4bit: bool = False
+    gradient_checkpointing: bool = True
+    vision_cache_gib: float = 4.0
+    resume: bool = True
+    num_processes: int = 1
+
+    @classmethod
+    def from_namespace(cls: type[SettingsT], namespace: Mapping[str, Any]) -> SettingsT:
+        """Pick this dataclass's fields out of a namespace (a notebook's globals, a params dict)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in namespace.items() if k in names})
+
+
+def begin_stage(settings: TrainingStageSettings, stage: str) -> tuple[str, dict[str, Path]]:
+    """Activate the backend, seed, quiet known warnings, and (rank 0) clear the stage folder unless resuming."""
+    from medlib import models
+    from medlib.pipeline import workspace
+    from medlib.training.launch import is_main_process
+
+    backend = models.activate_backend(settings.backend)
+    workspace.seed_everything(settings.seed)
+    workspace.quiet_checkpointing_renames()
+    paths = workspace.stage_paths(settings.runs_dir)
+    if not settings.resume and paths[stage].exists() and is_main_process():
+        shutil.rmtree(paths[stage])
+    return backend, paths
+
+
+def trainable_model(settings: TrainingStageSettings, model_path: str, backend: str, lora: Any):
+    """Load `model_path` and make it trainable as the settings say; (model, processor, backend, counts, cache)."""
+    from medlib import models
+    from medlib.models.vision_cache import cache_for_training
+    from medlib.pipeline import workspace
+
+    pixels = workspace.pixels(settings.image_size)
+    model, processor, backend = models.load_model(
+        model_path, backend=backend, load_in_4bit=settings.load_in_4bit,
+        gradient_checkpointing=settings.gradient_checkpointing, full_finetuning=settings.finetune_mode == "full",
+        trust_remote_code=settings.trust_remote_code, min_pixels=pixels, max_pixels=pixels)
+    model = models.prepare_for_training(model, backend, settings.finetune_mode, lora, seed=settings.seed,
+                                        gradient_checkpointing=settings.gradient_checkpointing)
+    counts = models.count_parameters(model)
+    return model, processor, backend, counts, cache_for_training(model, settings.vision_cache_gib)

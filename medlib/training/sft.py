@@ -1,0 +1,247 @@
+"""Supervised fine-tuning: TRL SFTConfig from params, the trainer for either backend, resume."""
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import EarlyStoppingCallback, TrainerCallback
+
+from medlib.training.launch import RESULT_FILE, base_model_for_rank
+from medlib.training.settings import TrainingStageSettings, begin_stage, trainable_model
+
+# Qwen chat markers that Unsloth's collator uses to keep the loss on assistant turns only.
+INSTRUCTION_PART = "<|im_start|>user\n"
+RESPONSE_PART = "<|im_start|>assistant\n"
+
+
+def build_sft_config(output_dir: str | Path, *, backend: str, seed: int, report_to: str = "none",
+                     **training_fields: Any):
+    """Return a TRL SFTConfig; `training_fields` use SFTConfig's own names (learning_rate, max_steps, ...)."""
+    from trl import SFTConfig
+
+    on_cuda = torch.cuda.is_available()
+    fields: dict[str, Any] = {
+        "output_dir": str(output_dir), "seed": seed, "data_seed": seed, "report_to": report_to,
+        "use_cpu": not on_cuda, "bf16": on_cuda, "fp16": False,
+        "max_length": None,  # never truncate: cutting image tokens breaks the vision inputs
+        "dataloader_num_workers": 0, "save_only_model": False, "logging_first_step": True,
+    }
+    fields.update(training_fields)
+    if backend == "unsloth":
+        # Unsloth's collator tokenises itself; TRL must not pre-process the vision rows.
+        fields.update(remove_unused_columns=False, dataset_text_field="",
+                      dataset_kwargs={"skip_prepare_dataset": True})
+    return SFTConfig(**fields)
+
+
+def make_sft_trainer(model: Any, processor: Any, backend: str, config: Any, train_dataset: Any,
+                     eval_dataset: Any = None, callbacks: list | None = None):
+    """Build the SFTTrainer: TRL's vision collator (hf) or Unsloth's (unsloth), loss on answers only."""
+    from trl import SFTTrainer
+
+    kwargs: dict[str, Any] = {"model": model, "args": config, "train_dataset": train_dataset,
+                              "eval_dataset": eval_dataset, "processing_class": processor,
+                              "callbacks": callbacks or []}
+    if backend == "unsloth":
+        from unsloth.trainer import UnslothVisionDataCollator
+
+        kwargs["data_collator"] = UnslothVisionDataCollator(
+            model, processor, train_on_responses_only=True, instruction_part=INSTRUCTION_PART,
+            response_part=RESPONSE_PART, resize="max")
+    return SFTTrainer(**kwargs)
+
+
+def last_checkpoint(output_dir: str | Path) -> str | None:
+    """Return the newest complete `checkpoint-N` folder under output_dir, or None.
+
+    The Trainer writes trainer_state.json last, so a folder without it was cut off by a kill.
+    """
+    folders = [p for p in Path(output_dir).glob("checkpoint-*")
+               if re.fullmatch(r"checkpoint-\d+", p.name) and (p / "trainer_state.json").exists()]
+    if not folders:
+        return None
+    return str(max(folders, key=lambda p: int(p.name.split("-")[1])))
+
+
+def log_series(log_history: list[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
+    """Extract (steps, values) of one logged quantity (e.g. `loss`, `eval_loss`) from a Trainer log."""
+    steps, values = [], []
+    for entry in log_history:
+        if key in entry and "step" in entry:
+            steps.append(int(entry["step"]))
+            values.append(float(entry[key]))
+    return steps, values
+
+
+def training_summary(trainer: Any) -> dict[str, Any]:
+    """Summarise a finished run: steps, first/last train loss, best eval loss, runtime."""
+    history = trainer.state.log_history
+    _, losses = log_series(history, "loss")
+    _, eval_losses = log_series(history, "eval_loss")
+    runtime = [e["train_runtime"] for e in history if "train_runtime" in e]
+    return {
+        "global_step": int(trainer.state.global_step),
+        "first_train_loss": losses[0] if losses else None,
+        "last_train_loss": losses[-1] if losses else None,
+        "best_eval_loss": min(eval_losses) if eval_losses else None,
+        "train_runtime_s": runtime[-1] if runtime else None,
+    }
+
+
+@dataclass
+class SFTSettings(TrainingStageSettings):
+    """Every parameter of notebooks/20_sft.ipynb: one run of supervised fine-tuning."""
+
+    r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    target_modules: list = field(default_factory=list)
+    finetune_vision_layers: bool = False
+    finetune_language_layers: bool = True
+    finetune_attention_modules: bool = True
+    finetune_mlp_modules: bool = True
+    learning_rate: float = 1e-4
+    lr_scheduler_type: str = "cosine"
+    warmup_steps: float = 0.1
+    num_train_epochs: float = 1.0
+    max_steps: int = -1
+    per_device_train_batch_size: int = 2
+    gradient_accumulation_steps: int = 8
+    weight_decay: float = 0.0
+    logging_steps: int = 10
+    eval_steps: int = 200
+    save_steps: int = 200
+    save_total_limit: int = 2
+    max_train_samples: int = -1
+    max_eval_samples: int = 200
+    curriculum: str = "none"
+    early_stopping_patience: int = 0
+    best_metric: str = "eval_loss"
+    generation_eval_steps: int = 0
+    generation_eval_samples: int = 64
+    save_merged: bool = False
+    dataloader_num_workers: int = 0
+
+
+def settings_from(namespace: Mapping[str, Any]) -> SFTSettings:
+    """Pick SFTSettings' fields out of a namespace (a notebook's globals, a params dict)."""
+    return SFTSettings.from_namespace(namespace)
+
+
+class GenerationEvalCallback(TrainerCallback):
+    """Every N steps: generate on a validation slice, log `eval_task_accuracy`, keep the best model."""
+
+    def __init__(self, processor: Any, records: list[dict[str, Any]], settings: SFTSettings, best_dir: Path):
+        self.processor, self.records, self.settings, self.best_dir = processor, records, settings, best_dir
+        self.best: float | None = None
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        """Score generations at the configured interval (main process only)."""
+        every = self.settings.generation_eval_steps
+        if not every or state.global_step % every or not state.is_world_process_zero:
+            return control
+        from medlib import models
+        from medlib.evaluation import inference, metrics
+
+        unwrapped = getattr(model, "module", model)
+        was_training = unwrapped.training
+        predictions = inference.predict_records(
+            unwrapped, self.processor, self.records, self.settings.data_dir, checkpoint=f"step-{state.global_step}",
+            image_size=self.settings.image_size, answer_format=self.settings.answer_format,
+            system_prompt=self.settings.system_prompt or None, batch_size=16, max_new_tokens=0, progress=False)
+        accuracy = metrics.score_predictions(predictions)["overall"]["accuracy"]
+        state.log_history.append({"step": state.global_step, "eval_task_accuracy": accuracy})
+        if self.settings.best_metric == "task_accuracy" and (self.best is None or accuracy > self.best):
+            self.best = accuracy
+            models.save_checkpoint(unwrapped, self.processor, self.best_dir)
+        unwrapped.train(was_training)
+        return control
+
+
+def _rows(settings: SFTSettings, split: str, limit: int, style: str):
+    """Training rows of one split as a Dataset (curriculum order for the training split)."""
+    from medlib import data
+    from medlib.pipeline import workspace
+
+    records = data.read_records(workspace.split_path(settings.data_dir, split))
+    records = records if limit < 0 else records[:limit]
+    if split == "train" and settings.curriculum != "none":
+        records = data.curriculum_order(records, settings.curriculum, seed=settings.seed)
+    rows = data.sft_rows(records, settings.data_dir, image_size=settings.image_size,
+                         answer_format=settings.answer_format, system_prompt=settings.system_prompt or None,
+                         style=style)
+    return data.to_dataset(rows), records
+
+
+def train(settings: SFTSettings) -> dict[str, Any]:
+    """Run SFT end to end (in this process, or one rank of a torchrun job); return the summary."""
+    from medlib import data, models
+    from medlib.pipeline import workspace
+    from medlib.pipeline.results import atomic_write_json
+
+    backend, paths = begin_stage(settings, "sft")
+    base_id = base_model_for_rank(settings.model_id, settings.tiny_arch, image_size=settings.image_size,
+                                  seed=settings.seed)
+    lora = models.LoraSettings(
+        r=settings.r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
+        target_modules=list(settings.target_modules), finetune_vision_layers=settings.finetune_vision_layers,
+        finetune_language_layers=settings.finetune_language_layers,
+        finetune_attention_modules=settings.finetune_attention_modules,
+        finetune_mlp_modules=settings.finetune_mlp_modules)
+    model, processor, backend, parameter_counts, cache = trainable_model(settings, base_id, backend, lora)
+    style = "messages" if backend == "unsloth" else "prompt_completion"
+    train_dataset, _ = _rows(settings, "train", settings.max_train_samples, style)
+    evaluating = settings.eval_steps > 0
+    eval_dataset = _rows(settings, "validation", settings.max_eval_samples, style)[0] if evaluating else None
+    keep_best = settings.early_stopping_patience > 0 and settings.best_metric == "eval_loss"
+    config = build_sft_config(
+        paths["sft"], backend=backend, seed=settings.seed, report_to=settings.report_to,
+        learning_rate=settings.learning_rate, lr_scheduler_type=settings.lr_scheduler_type,
+        warmup_steps=settings.warmup_steps, num_train_epochs=settings.num_train_epochs,
+        max_steps=settings.max_steps, per_device_train_batch_size=settings.per_device_train_batch_size,
+        per_device_eval_batch_size=settings.per_device_train_batch_size,
+        gradient_accumulation_steps=settings.gradient_accumulation_steps,
+        gradient_checkpointing=settings.gradient_checkpointing, weight_decay=settings.weight_decay,
+        logging_steps=settings.logging_steps, eval_strategy="steps" if evaluating else "no",
+        eval_steps=settings.eval_steps or None,
+        save_strategy="steps" if settings.save_steps > 0 else "no", save_steps=settings.save_steps or 500,
+        save_total_limit=settings.save_total_limit, load_best_model_at_end=keep_best,
+        dataloader_num_workers=settings.dataloader_num_workers,
+        metric_for_best_model="eval_loss" if keep_best else None, greater_is_better=False if keep_best else None,
+        **({"train_sampling_strategy": "sequential"} if settings.curriculum not in ("none", "shuffle") else {}))
+    callbacks: list = []
+    if keep_best:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=settings.early_stopping_patience))
+    if settings.generation_eval_steps > 0:
+        slice_records = data.read_records(workspace.split_path(settings.data_dir, "validation"))
+        callbacks.append(GenerationEvalCallback(processor, slice_records[:settings.generation_eval_samples],
+                                                settings, paths["sft"] / "best"))
+    trainer = make_sft_trainer(model, processor, backend, config, train_dataset, eval_dataset, callbacks)
+    checkpoint = last_checkpoint(paths["sft"]) if settings.resume else None
+    trainer.train(resume_from_checkpoint=checkpoint)
+    summary = {**training_summary(trainer), "backend": backend, "finetune_mode": settings.finetune_mode,
+               "parameters": parameter_counts, "train_questions": len(train_dataset),
+               "resumed_from": checkpoint, "world_size": int(trainer.args.world_size),
+               "checkpoint": str(paths["sft_final"]), "vision_cache": cache.stats() if cache else None,
+               "log_history": trainer.state.log_history}
+    if trainer.is_world_process_zero():
+        models.save_checkpoint(trainer.model, processor, paths["sft_final"])
+        if settings.save_merged and settings.finetune_mode == "lora":
+            models.save_checkpoint(trainer.model, processor, paths["sft"] / "merged", merged=True)
+        atomic_write_json(paths["sft"] / RESULT_FILE, summary)
+    return summary
+
+
+def run(settings: SFTSettings) -> dict[str, Any]:
+    """Train in this process, or launch `num_processes` ranks with torchrun and read rank 0's summary."""
+    if settings.num_processes <= 1:
+        return train(settings)
+    from medlib.pipeline.workspace import ensure_base_model, stage_paths
+    from medlib.training.launch import torchrun_stage
+
+    ensure_base_model(settings.model_id, settings.tiny_arch, image_size=settings.image_size, seed=settings.seed)
+    return torchrun_stage("sft", asdict(settings), stage_paths(settings.runs_dir)["sft"], settings.num_processes)
