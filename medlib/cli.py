@@ -112,7 +112,7 @@ def _build_tiny(args: argparse.Namespace) -> int:
 
 
 def _add_data(subparsers: argparse._SubParsersAction) -> None:
-    """`medlib data convert SRC --out OUT [--format F] [--strict]` and `medlib data validate SRC [--strict]`."""
+    """`medlib data convert SRC --out OUT [...]` and `medlib data validate SRC [...]`."""
     from medlib.data.readers import FORMATS
 
     parser = subparsers.add_parser("data", help="convert and validate data sets",
@@ -122,13 +122,22 @@ def _add_data(subparsers: argparse._SubParsersAction) -> None:
                        ("validate", "check SRC's structure, schema and every image; print a problem table")):
         action = actions.add_parser(name, help=text, description=text)
         action.add_argument("src", help="data set folder or file")
-        action.add_argument("--format", default="auto", choices=("auto", *FORMATS), help="default: %(default)s")
+        action.add_argument("--format", default="auto", choices=("auto", *FORMATS),
+                            help="reader to use (default: %(default)s, detected from the layout)")
         action.add_argument("--strict", action="store_true", help="fail on any problem instead of skipping")
         action.add_argument("--no-image-check", dest="check_images", action="store_false",
                             help="skip opening every image")
+        action.add_argument("--image-root", default=None,
+                            help="folder the image paths are relative to (Med-R1, OmniMedVQA, Libra, SLAKE), or "
+                            "where absolute paths in chat JSONL are rebased to")
+        action.add_argument("--language", default=None, help="SLAKE: keep questions of one q_lang (en or zh)")
+        action.add_argument("--dicom-frame", type=int, default=0,
+                            help="frame of multi-frame DICOM images to use (default: %(default)s, the first)")
         if name == "convert":
             action.add_argument("--out", required=True,
                                 help="records.jsonl, or a folder to get one <split>.jsonl per split")
+            action.add_argument("--overwrite", action="store_true",
+                                help="replace records already at --out (never the source itself)")
         action.set_defaults(handler=_data)
 
 
@@ -137,13 +146,14 @@ def _data(args: argparse.Namespace) -> int:
     from medlib.data.readers import convert
     from medlib.data.validation import ValidationFailed, validate_source
 
+    options = {"image_root": args.image_root, "language": args.language, "dicom_frame": args.dicom_frame}
     try:
         if args.data_command == "convert":
             report, written = convert(args.src, args.out, args.format, strict=args.strict,
-                                      check_images=args.check_images)
+                                      check_images=args.check_images, overwrite=args.overwrite, **options)
         else:
-            report, written = validate_source(args.src, args.format, check_images=args.check_images), []
-    except (ValidationFailed, ValueError, FileNotFoundError) as error:
+            report, written = validate_source(args.src, args.format, check_images=args.check_images, **options), []
+    except (ValidationFailed, ValueError, OSError) as error:
         print(f"medlib data {args.data_command}: error: {error}", file=sys.stderr)
         return 1
     print(report.table())

@@ -4,7 +4,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from PIL import Image
+from PIL import Image, ImageOps
 
 
 def torchvision_usable() -> bool:
@@ -100,26 +100,43 @@ def load_processor(model_id: str, *, min_pixels: int | None = None, max_pixels: 
     return processor
 
 
-def load_image(path: str | Path, image_size: int | None = None, *, min_pixels: int | None = None,
-               max_pixels: int | None = None) -> Image.Image:
-    """Open an image as 8-bit RGB (16-bit, float, grey, palette, CMYK alike), resized square or into a pixel range."""
-    with Image.open(path) as raw:
-        image = raw
-        if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-            import numpy as np
+def open_image(path: str | Path, *, frame: int | None = None) -> Image.Image:
+    """An image file's pixels as stored, upright: EXIF orientation applied; DICOM through its VOI LUT/window.
 
-            array = np.asarray(image, dtype=np.float64)
-            span = max(array.max() - array.min(), 1.0)
-            image = Image.fromarray(((array - array.min()) / span * 255).astype("uint8"))
-        image = image.convert("RGB")
-        if image_size:
-            image = image.resize((image_size, image_size), Image.Resampling.BICUBIC)
-        elif min_pixels or max_pixels:
-            area = image.width * image.height
-            target = min(max(area, min_pixels or 0), max_pixels or float("inf"))
-            if target != area:
-                scale = (target / area) ** 0.5
-                size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-                image = image.resize(size, Image.Resampling.BICUBIC)
+    Every place medlib looks at pixels goes through here, so training, inference and plots see the same
+    picture as `datasets` and transformers' `load_image` (both apply EXIF orientation). `frame` picks the
+    frame of a multi-frame DICOM file (default: the first).
+    """
+    from medlib.data.dicom import is_dicom, read_dicom
+
+    if is_dicom(path):
+        return read_dicom(path, frame or 0)[0]
+    with Image.open(path) as raw:
+        image = ImageOps.exif_transpose(raw)  # a loaded, upright copy without the orientation tag
         image.load()
+    return image
+
+
+def load_image(path: str | Path, image_size: int | None = None, *, min_pixels: int | None = None,
+               max_pixels: int | None = None, frame: int | None = None) -> Image.Image:
+    """Open an image as 8-bit RGB (16-bit, float, grey, palette, CMYK, DICOM alike), upright, resized square
+    or into a pixel range."""
+    image = open_image(path, frame=frame)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        import numpy as np
+
+        array = np.asarray(image, dtype=np.float64)
+        span = max(array.max() - array.min(), 1.0)
+        image = Image.fromarray(((array - array.min()) / span * 255).astype("uint8"))
+    image = image.convert("RGB")
+    if image_size:
+        image = image.resize((image_size, image_size), Image.Resampling.BICUBIC)
+    elif min_pixels or max_pixels:
+        area = image.width * image.height
+        target = min(max(area, min_pixels or 0), max_pixels or float("inf"))
+        if target != area:
+            scale = (target / area) ** 0.5
+            size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+            image = image.resize(size, Image.Resampling.BICUBIC)
+    image.load()
     return image

@@ -65,10 +65,18 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
     return records
 
 
+def dicom_frames(record: dict[str, Any]) -> list[int | None]:
+    """The DICOM frame chosen for each image (validation records it in meta["dicom"]), None elsewhere."""
+    facts = (record.get("meta") or {}).get("dicom") or []
+    frames = [(f or {}).get("frame") if isinstance(f, dict) else None for f in facts]
+    return (frames + [None] * len(record["images"]))[: len(record["images"])]
+
+
 def load_record_images(record: dict[str, Any], data_root: str | Path, image_size: int | None) -> list:
     """Load a record's images (current first) as RGB PIL images, the same way for training and inference."""
     root = Path(data_root)
-    return [load_image(root / rel, image_size) for rel in record["images"]]
+    return [load_image(root / rel, image_size, frame=frame)
+            for rel, frame in zip(record["images"], dicom_frames(record), strict=True)]
 
 
 def sft_rows(records: list[dict[str, Any]], data_root: str | Path, *, image_size: int | None,
@@ -106,7 +114,7 @@ def to_dataset(rows: list[dict[str, Any]]):
 
 def check_images(records: list[dict[str, Any]], data_root: str | Path) -> dict[str, int]:
     """Open every image once; return counts per problem (`missing`, `unreadable`), empty when all open."""
-    from PIL import Image
+    from medlib.data.processing import open_image
 
     problems: dict[str, int] = {}
     root = Path(data_root)
@@ -116,8 +124,7 @@ def check_images(records: list[dict[str, Any]], data_root: str | Path) -> dict[s
             problems["missing"] = problems.get("missing", 0) + 1
             continue
         try:
-            with Image.open(full) as image:
-                image.load()
+            open_image(full)
         except Exception:  # any decoder failure is the same problem for the user: the file is unusable
             problems["unreadable"] = problems.get("unreadable", 0) + 1
     return problems
@@ -231,11 +238,13 @@ def lazy_dataset(records: list[dict[str, Any]], data_root: str | Path, *, image_
     columns = {"id": [r["id"] for r in records], "dataset": [r["dataset"] for r in records],
                "task": [r["task"] for r in records], "question": [r["question"] for r in records],
                "answer": [r["answer"] for r in records], "choices": [r.get("choices") for r in records],
+               "image_frames": [dicom_frames(r) for r in records],
                "image_paths": [list(r["images"]) for r in records]}
 
     def load(batch: dict[str, list]) -> dict[str, list]:
-        batch["images"] = [[load_image(Path(root) / rel, image_size, min_pixels=min_pixels, max_pixels=max_pixels)
-                            for rel in paths] for paths in batch["image_paths"]]
+        batch["images"] = [[load_image(Path(root) / rel, image_size, min_pixels=min_pixels, max_pixels=max_pixels,
+                                       frame=frame) for rel, frame in zip(paths, frames, strict=True)]
+                           for paths, frames in zip(batch["image_paths"], batch["image_frames"], strict=True)]
         return batch
 
     return Dataset.from_dict(columns).with_transform(load)

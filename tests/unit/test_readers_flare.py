@@ -63,7 +63,7 @@ def flare_tree(tmp_path: Path) -> Path:
     good = [question(task_type, answer) for task_type, answer, _ in ANSWERS]
     good.append(question("Report Generation", "Stable.", image=["imagesTr/a.png", "imagesTr/b.png"]))
     good.append(question("Classification", "A", image="b.png"))  # a bare name found in imagesTr/
-    bad = [question("Segmentation", "x"), question("Counting", "3", image="../../secret.png"),
+    bad = [question("Segmentation", "x"), question("Counting", "3", image="../../../../../secret.png"),
            question("Counting", "3", image="/etc/passwd"), {k: v for k, v in question("Counting", "3").items()
                                                             if k != "Answer"}, "not an object"]
     write_dataset(tmp_path, "training", "Retinography", "retino", "train", good + bad)

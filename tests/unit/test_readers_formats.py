@@ -123,7 +123,7 @@ def test_imagefolder_metadata_round_trip(tmp_path: Path) -> None:
         png(src / "train" / f"{i}.png", i * 30)
     lines = [{"file_name": f"{i}.png", "question": q, "answer": a, **({"answer_type": t} if t else {})}
              for i, (q, a, t) in enumerate(VQA_ROWS)]
-    lines.append({"file_name": "../outside.png", "question": "q", "answer": "a"})
+    lines.append({"file_name": "../../outside.png", "question": "q", "answer": "a"})
     (src / "train" / "metadata.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines) + "{broken\n")
     result = read_source(src)
     assert result.data_root == src and len(result.records) == 4
@@ -238,9 +238,12 @@ def test_chat_jsonl_reads_unsloth_rows_and_round_trips(tmp_path: Path) -> None:
 
 
 def test_every_reader_has_the_interface() -> None:
-    assert set(READERS) == {"records", "flare2025", "flare_xray_reports", "hf_vqa", "medr1", "libra", "chat_jsonl"}
+    assert set(READERS) == {"records", "flare2025", "flare_xray_reports", "hf_vqa", "slake", "medr1", "omnimedvqa",
+                            "libra", "chat_jsonl"}
     for name, module in READERS.items():
         assert module.NAME == name and callable(module.detect) and callable(module.read)
+        assert isinstance(module.LAYOUT, str) and module.OPTIONS <= {"image_root", "language"}
+        assert module.__doc__ and len(module.__doc__) > 80  # each reader names the layout it follows
 
 
 def test_detection_errors(tmp_path: Path) -> None:
@@ -259,12 +262,15 @@ def test_convert_writes_records_per_split_beside_or_away_from_the_source(xray_tr
     assert read_records(written[0])[0]["images"] == ["images/s1/frontal/1.png", "images/s1/lateral/2.png"]
     with pytest.raises(ValueError, match="ambiguous layout.*records, flare_xray_reports"):
         detect_format(xray_tree)  # the records file written into the tree is a second layout
-    # a folder: one file per split, a link to the images
+    # a folder: one file per split; the images are hard-linked into it, so it is self-contained
     report, written = convert(xray_tree, tmp_path / "elsewhere", "flare_xray_reports")
     records = read_records(written[0])
     assert written == [tmp_path / "elsewhere" / "train.jsonl"]
-    assert records[0]["images"][0] == "xray/images/s1/frontal/1.png"
-    assert (tmp_path / "elsewhere" / records[0]["images"][0]).is_file()
+    assert records[0]["images"][0] == "images/xray/images/s1/frontal/1.png"
+    placed = tmp_path / "elsewhere" / records[0]["images"][0]
+    assert placed.is_file() and not placed.is_symlink()
+    assert placed.stat().st_ino == (xray_tree / "images/s1/frontal/1.png").stat().st_ino  # a hard link, no copy
+    assert json.loads((tmp_path / "elsewhere" / "convert.json").read_text())["records"] == 2
     for record in records:
         validate_record(record, "converted")
 

@@ -1,7 +1,9 @@
 """Readers for the source formats users bring; each yields DESIGN.md records plus counted problems.
 
-Every reader module has `NAME`, `detect(src) -> bool`, `read(src, *, media_dir=None) -> ReadResult`
-and, where the format can be written, `write(records, data_root, out)`.
+Every reader module has `NAME`, `LAYOUT` (what it expects, for messages), `OPTIONS` (the read options it
+takes: `image_root`, `language`), `detect(src) -> reason | None` and
+`read(src, *, media_dir=None, image_root=None, language=None) -> ReadResult`; where the format can be
+written, also `write(records, data_root, out)`.
 """
 from __future__ import annotations
 
@@ -10,38 +12,87 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from medlib.data.readers import chat_jsonl, flare2025, flare_xray_reports, hf_vqa, libra, medr1, records
+from medlib.data.readers import (
+    chat_jsonl,
+    flare2025,
+    flare_xray_reports,
+    hf_vqa,
+    libra,
+    medr1,
+    omnimedvqa,
+    records,
+    slake,
+)
 from medlib.data.readers.common import Problem, ReadResult
 
 READERS: dict[str, ModuleType] = {module.NAME: module for module in (
-    records, flare2025, flare_xray_reports, hf_vqa, medr1, libra, chat_jsonl)}
+    records, flare2025, flare_xray_reports, hf_vqa, slake, medr1, omnimedvqa, libra, chat_jsonl)}
 FORMATS = tuple(READERS)
+OPTION_FLAGS = {"image_root": "--image-root", "language": "--language"}
 
-__all__ = ["FORMATS", "READERS", "Problem", "ReadResult", "detect_format", "read_source", "rebase_records"]
+__all__ = ["FORMATS", "READERS", "Problem", "ReadResult", "convert", "detect_format", "detection", "read_source",
+           "rebase_records"]
+
+
+def detection(src: str | Path) -> list[tuple[str, str]]:
+    """(format, why it matches) for every reader whose layout src matches."""
+    src = Path(src)
+    if not src.exists():
+        raise FileNotFoundError(f"{src}: source not found")
+    found = []
+    for name, module in READERS.items():
+        reason = module.detect(src)
+        if reason:
+            found.append((name, reason if isinstance(reason, str) else "layout matches"))
+    return found
 
 
 def detect_format(src: str | Path) -> str:
     """The one format whose layout src matches; a clear error when none or several match."""
-    src = Path(src)
-    if not src.exists():
-        raise FileNotFoundError(f"{src}: source not found")
-    matches = [name for name, module in READERS.items() if module.detect(src)]
+    return _choose(Path(src))[0]
+
+
+def _choose(src: Path) -> tuple[str, str]:
+    """(format, reason) of the one matching reader; errors list what matched and ask for --format."""
+    matches = detection(src)
     if len(matches) == 1:
         return matches[0]
     if not matches:
         raise ValueError(f"{src}: no known layout found; name one with --format ({', '.join(FORMATS)})")
-    raise ValueError(f"{src}: ambiguous layout (matches {', '.join(matches)}); name one with --format")
+    reasons = "; ".join(f"{name}: {reason}" for name, reason in matches)
+    raise ValueError(f"{src}: ambiguous layout (matches {', '.join(name for name, _ in matches)}); "
+                     f"name one with --format ({reasons})")
 
 
-def read_source(src: str | Path, fmt: str = "auto", *, media_dir: str | Path | None = None) -> ReadResult:
-    """Read src with the named reader (or the detected one)."""
+def read_source(src: str | Path, fmt: str = "auto", *, media_dir: str | Path | None = None,
+                image_root: str | Path | None = None, language: str | None = None) -> ReadResult:
+    """Read src with the named reader (or the detected one, saying why in the notes)."""
     src = Path(src)
     if not src.exists():
         raise FileNotFoundError(f"{src}: source not found")
-    name = detect_format(src) if fmt in ("auto", "", None) else fmt
+    if fmt in ("auto", "", None):
+        name, reason = _choose(src)
+        note = f"format {name} detected: {reason}"
+    else:
+        name, note = fmt, f"format {fmt} chosen with --format"
     if name not in READERS:
         raise ValueError(f"unknown format {name!r}; known: {', '.join(FORMATS)}")
-    return READERS[name].read(src, media_dir=Path(media_dir) if media_dir else None)
+    module = READERS[name]
+    options = {"image_root": image_root, "language": language}
+    for option, value in options.items():
+        if value not in (None, "") and option not in module.OPTIONS:
+            users = [n for n, m in READERS.items() if option in m.OPTIONS]
+            raise ValueError(f"{OPTION_FLAGS[option]} does not apply to the {name} reader (only to {', '.join(users)})")
+    if image_root not in (None, "") and not Path(image_root).is_dir():
+        raise FileNotFoundError(f"{image_root}: --image-root folder not found")
+    result = module.read(src, media_dir=Path(media_dir) if media_dir else None,
+                         **{k: (Path(v) if k == "image_root" else v) for k, v in options.items()
+                            if v not in (None, "")})
+    result.notes.insert(0, note)
+    result.format = name
+    if result.items == 0:
+        raise ValueError(f"{src}: the {name} reader found nothing to read here; it expects {module.LAYOUT}")
+    return result
 
 
 def rebase_records(records: list[dict[str, Any]], data_root: str | Path, new_root: str | Path) -> list[dict[str, Any]]:
@@ -58,44 +109,4 @@ def rebase_records(records: list[dict[str, Any]], data_root: str | Path, new_roo
     return [{**record, "images": [f"{prefix}/{rel}" for rel in record["images"]]} for record in records]
 
 
-def convert(src: str | Path, out: str | Path, fmt: str = "auto", *, strict: bool = False, check_images: bool = True,
-            max_pixels: int | None = None) -> tuple[Any, list[Path]]:
-    """Read, validate and write records: `out.jsonl` gets every record, a folder gets one <split>.jsonl per split.
-
-    Image paths are rewritten relative to the output folder; embedded images (parquet, save_to_disk) are
-    extracted to <output folder>/images/<source name>/. Returns the validation report and the files written.
-    """
-    from medlib.data.readers.common import write_jsonl
-    from medlib.data.validation import validate_records
-
-    src, out = Path(src), Path(out)
-    out_dir = out.parent if out.suffix == ".jsonl" else out
-    name = detect_format(src) if fmt in ("auto", "", None) else fmt
-    result = read_source(src, name, media_dir=out_dir / "images" / src.name)
-    report = validate_records(result.records, result.data_root, source=f"{src} ({name})",
-                              check_images=check_images, max_pixels=max_pixels, upstream=result)
-    if strict:
-        report.raise_if_problems()
-    rebased = rebase_records(report.records, _reachable_root(result.data_root, out_dir), out_dir)
-    if out.suffix == ".jsonl":
-        return report, [write_jsonl(rebased, out)]
-    by_split: dict[str, list[dict[str, Any]]] = {}
-    for record in rebased:
-        by_split.setdefault(str(record.get("meta", {}).get("split", "train")), []).append(record)
-    return report, [write_jsonl(rows, out / f"{split}.jsonl") for split, rows in sorted(by_split.items())]
-
-
-def _reachable_root(data_root: Path, out_dir: Path) -> Path:
-    """data_root itself when it lies under out_dir, else a symlink out_dir/<name> to it (images stay where they are)."""
-    data_root, out_dir = Path(os.path.abspath(data_root)), Path(os.path.abspath(out_dir))
-    if data_root == out_dir or out_dir in data_root.parents:
-        return data_root
-    link = out_dir / data_root.name
-    data_root = data_root.resolve()
-    if link.is_symlink() or link.exists():
-        if link.resolve() != data_root:
-            raise ValueError(f"{link} exists and is not a link to {data_root}; choose another --out")
-    else:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(data_root, target_is_directory=True)
-    return link
+from medlib.data.readers.conversion import convert  # noqa: E402  (uses the names above)

@@ -1,6 +1,16 @@
-"""Chat JSONL as used for Unsloth/TRL SFT: {"messages": [...]} with image entries, read and written."""
+"""Chat JSONL as used for Unsloth/TRL SFT: {"messages": [...]} with image parts, read and written.
+
+Also the FLARE Task 5 repo's `train_sft.jsonl`/`val_sft.jsonl` (written by its
+`prepare_flare_task5_jsonl.py`): a user turn of image parts `{"type": "image", "image": "/abs/path"}`
+(images first) and a text part, an assistant text turn, numeric answers as strings, no split field.
+Absolute image paths are allowed when the files exist (the data root becomes the folder holding them and
+the JSONL) and reported as `missing_image` when not; `image_root` rebases paths written on another
+machine onto a local copy (the longest tail of each path found under it). The split comes from the row's
+`split`, else from the file name (`val_sft.jsonl` → validation).
+"""
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -11,24 +21,31 @@ from medlib.data.readers.common import (
     ReadResult,
     answer_text,
     first_item,
+    is_absolute_name,
     is_yes_no,
     json_items,
     parse_options,
     relative_dir,
     safe_join,
     source_files,
+    split_from_name,
     write_jsonl,
 )
+from medlib.data.readers.paths import common_root, rebase_absolute
 
 NAME = "chat_jsonl"
+LAYOUT = 'JSONL rows with "messages" (user turn with image parts, assistant turn)'
+OPTIONS = frozenset({"image_root"})
 _THINK_ANSWER = re.compile(r"^\s*(?:<think>(.*?)</think>)?\s*<answer>(.*?)</answer>\s*$", re.DOTALL)
 
 
-def detect(src: Path) -> bool:
-    """True if the first line of a JSONL file has a `messages` list."""
+def detect(src: Path) -> str | None:
+    """Why src is chat JSONL (a first line with a `messages` list), or None."""
     files = [p for p in source_files(Path(src)) if p.suffix == ".jsonl"]
     first = first_item(files[0]) if files else None
-    return isinstance(first, dict) and isinstance(first.get("messages"), list)
+    if isinstance(first, dict) and isinstance(first.get("messages"), list):
+        return f"{files[0].name}: first line has a messages list"
+    return None
 
 
 def _parts(content: Any) -> list[dict[str, Any]]:
@@ -60,11 +77,23 @@ def _image_names(item: dict[str, Any], user: dict[str, Any]) -> list[Any]:
     return list(images) if isinstance(images, list) else ([images] if images else [])
 
 
-def read(src: Path, *, media_dir: Path | None = None) -> ReadResult:
+def _locate(name: Any, base: str, root: Path, image_root: Path | None) -> Path:
+    """The absolute file an image name means: relative to the JSONL folder (or image_root), absolute as
+    written, or rebased under image_root. Raises PathEscape for a relative name that climbs out."""
+    if isinstance(name, str) and is_absolute_name(name):
+        if image_root is None:
+            return Path(name)
+        return rebase_absolute(name, image_root) or Path(name)
+    return (image_root or root) / safe_join("" if image_root else base, name)
+
+
+def read(src: Path, *, media_dir: Path | None = None, image_root: Path | None = None, **_: object) -> ReadResult:
     """Read chat JSONL; the first user turn is the question, the first assistant turn the answer."""
     src = Path(src)
-    root = src if src.is_dir() else src.parent
-    result = ReadResult(data_root=root)
+    root = Path(os.path.abspath(src if src.is_dir() else src.parent))
+    image_root = Path(os.path.abspath(image_root)) if image_root else None
+    result = ReadResult(data_root=image_root or root)
+    located: list[tuple[dict[str, Any], list[Path]]] = []
     for path in source_files(src, (".jsonl",)):
         base = relative_dir(path.parent, root)
         for index, (where, item) in enumerate(json_items(path, result)):
@@ -84,21 +113,34 @@ def read(src: Path, *, media_dir: Path | None = None) -> ReadResult:
                 result.skip("missing_field", where, "messages", "empty question or answer")
                 continue
             try:
-                images = [safe_join(base, name) for name in _image_names(item, user)]
+                files = [_locate(name, base, root, image_root) for name in _image_names(item, user)]
             except PathEscape as error:
                 result.skip("path_escape", where, "image", str(error))
                 continue
+            absent = next((f for f in files if not f.is_file()), None)
+            if absent is not None and any(is_absolute_name(str(n)) for n in _image_names(item, user)):
+                hint = "" if image_root else " (pass --image-root to rebase paths written on another machine)"
+                result.skip("missing_image", absent, "image", f"absolute image path does not exist{hint}")
+                continue
             choices = item.get("choices") or parse_options(question)
             task = item.get("task") or ("vqa_closed" if choices or is_yes_no(answer) else "vqa_open")
-            meta = {"split": str(item.get("split") or "train"), "source_file": path.name}
+            meta = {"split": str(item.get("split") or split_from_name(path.stem)), "source_file": where}
             if tagged and tagged.group(1):
                 meta["rationale"] = tagged.group(1).strip()
             record = {"id": str(item.get("id") or f"{path.stem}-{index:06d}"), "dataset": str(item.get("dataset") or path.stem),
-                      "modality": str(item.get("modality") or ""), "task": str(task), "images": images,
+                      "modality": str(item.get("modality") or ""), "task": str(task), "images": [],
                       "question": question, "answer": answer_text(answer), "meta": meta}
             if choices:
                 record["choices"] = [str(c) for c in choices]
-            result.records.append(record)
+            located.append((record, files))
+    # The data root holds every image: the JSONL's folder (or image_root), widened to absolute paths' folders.
+    if image_root is None and located:
+        result.data_root = common_root([root, *(f.parent for _, files in located for f in files)])
+        if result.data_root != root:
+            result.notes.append(f"absolute image paths: data root widened to {result.data_root}")
+    for record, files in located:
+        record["images"] = [Path(os.path.relpath(f, result.data_root)).as_posix() for f in files]
+        result.records.append(record)
     return result
 
 

@@ -16,8 +16,11 @@ SPLIT_ALIASES = {
     "validation-hidden": "validation_hidden", "testing": "test", "test": "test", "ts": "test",
 }
 YES_NO = ("yes", "no")
-# "A) CT B) MRI", "A. CT\nB. MRI", "(A) CT (B) MRI": a letter, a closing mark, then the option text.
-_OPTION = re.compile(r"(?:^|(?<=\s))\(?([A-H])[).:]\s*(.+?)(?=\s+\(?[A-H][).:]|\s*$)", re.DOTALL)
+# An option marker: "A)", "A.", "A:", "(A)" at the start, after white space or after a separator.
+_MARKER = re.compile(r"(?:^|(?<=[\s,;:]))(\()?([A-H])([).:])")
+# Split names in file names (`X-Ray_test.json`, `libra_findings_section_valid.json`, `val_sft.jsonl`).
+_NAME_SPLITS = {"train": "train", "training": "train", "val": "validation", "valid": "validation",
+                "validation": "validation", "dev": "validation", "test": "test", "testing": "test", "eval": "test"}
 
 
 @dataclass(frozen=True)
@@ -36,36 +39,70 @@ class Problem:
 
 @dataclass
 class ReadResult:
-    """Records read from a source, one problem per skipped item, and the root image paths are relative to."""
+    """Records read from a source, one problem per skipped item, and the root image paths are relative to.
+
+    `file_items` counts the items found in every file read (an unreadable file counts as one item), so the
+    summary can reconcile them against records + skipped + `excluded` (left out on purpose, e.g. by a
+    language filter); `notes` says what the reader chose or ignored and why.
+    """
 
     data_root: Path
     records: list[dict[str, Any]] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    file_items: dict[str, int] = field(default_factory=dict)
+    excluded: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    format: str = ""
 
     @property
     def items(self) -> int:
-        """Items seen in the source: records out plus skipped (an unreadable file counts as one item)."""
-        return len(self.records) + len(self.problems)
+        """Items seen in the source: records out plus skipped plus excluded."""
+        return len(self.records) + len(self.problems) + sum(self.excluded.values())
 
     def skip(self, kind: str, path: str | Path, field_name: str, detail: str) -> None:
         """Count one item as skipped with the reason."""
         self.problems.append(Problem(kind, str(path), field_name, detail))
+
+    def found(self, path: str | Path, count: int) -> None:
+        """Record how many items a file holds."""
+        self.file_items[str(path)] = self.file_items.get(str(path), 0) + count
+
+    def exclude(self, reason: str) -> None:
+        """Count one item left out on purpose (not a problem), by reason."""
+        self.excluded[reason] = self.excluded.get(reason, 0) + 1
 
 
 class PathEscape(ValueError):
     """An image name that leaves the data root (`../`, an absolute path)."""
 
 
+def is_absolute_name(name: str) -> bool:
+    """True for `/x`, `\\x` and `C:` style paths."""
+    text = name.strip().replace("\\", "/")
+    return text.startswith("/") or bool(re.match(r"^[A-Za-z]:", text))
+
+
 def safe_join(base: str, name: str) -> str:
-    """`base/name` as a POSIX path relative to the data root; raise PathEscape if it leaves the root."""
+    """`base/name` normalised (`a/../b` → `b`) relative to the data root; raise PathEscape if it climbs out.
+
+    Only the spelling is checked here: validation resolves symlinks and checks the real path stays inside.
+    """
     if not isinstance(name, str) or not name.strip():
         raise PathEscape(f"empty image name {name!r}")
-    text = name.strip().replace("\\", "/")
-    if text.startswith("/") or re.match(r"^[A-Za-z]:", text):
+    if is_absolute_name(name):
         raise PathEscape(f"{name!r} is an absolute path")
-    parts = [p for p in PurePosixPath(base, text).parts if p not in ("", ".")]
-    if ".." in parts:
-        raise PathEscape(f"{name!r} escapes the data root")
+    parts: list[str] = []
+    for part in PurePosixPath(base, name.strip().replace("\\", "/")).parts:
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not parts:
+                raise PathEscape(f"{name!r} escapes the data root")
+            parts.pop()
+        else:
+            parts.append(part)
+    if not parts:
+        raise PathEscape(f"{name!r} names the data root itself, not an image")
     return "/".join(parts)
 
 
@@ -79,13 +116,47 @@ def canonical_split(name: str, default: str = "train") -> str:
     return SPLIT_ALIASES.get(str(name).strip().lower(), default)
 
 
+def split_from_name(stem: str, default: str = "train") -> str:
+    """The split a file name states (`X-Ray_test` → test, `libra_findings_section_valid` → validation)."""
+    for token in reversed(re.split(r"[^A-Za-z]+", stem.lower())):
+        if token in _NAME_SPLITS:
+            return _NAME_SPLITS[token]
+    return default
+
+
+def _option_chain(markers: list[re.Match], start: int) -> list[re.Match]:
+    """Markers A, B, C… in order from markers[start], all written in the same style as A's."""
+    first = markers[start]
+    style = (first.group(1), first.group(3))
+    chain = [first]
+    for marker in markers[start + 1:]:
+        expected = chr(ord(chain[-1].group(2)) + 1)
+        if marker.group(2) == expected and (marker.group(1), marker.group(3)) == style:
+            chain.append(marker)
+    return chain
+
+
 def parse_options(question: str) -> list[str] | None:
-    """The option texts of a multiple-choice question in letter order, or None if it has no A/B options."""
-    found = {letter: text.strip() for letter, text in _OPTION.findall(question)}
-    letters = "ABCDEFGH"[: len(found)]
-    if len(found) < 2 or "".join(sorted(found)) != letters:
+    """The option texts of a multiple-choice question in letter order, without their separators, or None.
+
+    Reads every style the sources use: `A. x, B. y` (FLARE), `A)x, B)y` (Med-R1), `Options: A: x B: y`,
+    `(A) x (B) y` and one option per line; options must start at A and share one marker style.
+    """
+    markers = list(_MARKER.finditer(question))
+    best: list[re.Match] = []
+    for index, marker in enumerate(markers):
+        if marker.group(2) == "A":
+            chain = _option_chain(markers, index)
+            if len(chain) > len(best):
+                best = chain
+    if len(best) < 2:
         return None
-    return [found[letter] for letter in letters]
+    ends = [marker.start() for marker in best[1:]] + [len(question)]
+    options = []
+    for marker, end in zip(best, ends, strict=True):
+        text = question[marker.end():end].strip().split("\n")[0]
+        options.append(text.strip().rstrip(",;").strip())
+    return options if all(options) else None
 
 
 def answer_text(value: Any) -> str:
@@ -104,15 +175,17 @@ def is_yes_no(answer: str) -> bool:
     return answer.strip().lower().rstrip(".") in YES_NO
 
 
-def place_file(source: Path, target: Path) -> None:
-    """Put a copy of source at target (a hard link when the file system allows it)."""
+def place_file(source: Path, target: Path) -> bool:
+    """Put a copy of source at target: a hard link when the file system allows it (True), else a copy (False)."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    if target.exists():
+    if target.exists() or target.is_symlink():
         target.unlink()
     try:
-        os.link(source, target)
+        os.link(Path(source).resolve(), target)
+        return True
     except OSError:  # across devices or on file systems without hard links
         shutil.copyfile(source, target)
+        return False
 
 
 def read_json_file(path: Path, result: ReadResult) -> Any | None:
@@ -155,15 +228,18 @@ def write_jsonl(rows: list[dict[str, Any]], path: Path) -> Path:
 
 def json_items(path: Path, result: ReadResult) -> list[tuple[str, Any]]:
     """(`file[index]` or `file:line`, object) for a JSON list or a JSONL file; bad files/lines are counted."""
+    before = len(result.problems)
     if path.suffix == ".jsonl":
-        return read_jsonl_lines(path, result)
-    loaded = read_json_file(path, result)
-    if loaded is None:
-        return []
-    if not isinstance(loaded, list):
-        result.skip("malformed_json", path, "top level", f"expected a list, got {type(loaded).__name__}")
-        return []
-    return [(f"{path}[{index}]", item) for index, item in enumerate(loaded)]
+        rows = read_jsonl_lines(path, result)
+    else:
+        loaded = read_json_file(path, result)
+        rows = []
+        if isinstance(loaded, list):
+            rows = [(f"{path}[{index}]", item) for index, item in enumerate(loaded)]
+        elif loaded is not None:
+            result.skip("malformed_json", path, "top level", f"expected a list, got {type(loaded).__name__}")
+    result.found(path, len(rows) + len(result.problems) - before)
+    return rows
 
 
 def json_objects(src: Path, result: ReadResult) -> Iterator[tuple[Path, str, int, str, dict]]:

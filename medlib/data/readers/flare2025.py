@@ -1,4 +1,12 @@
-"""FLARE 2025 2D layout: organized_dataset/<split>/<Modality>/<dataset>/ with images* and *_questions_<split>.json."""
+"""FLARE 2025 2D release: organized_dataset/<split>/<Category>/<dataset>/ with images* and question files.
+
+Layout as released for the FLARE 2025 2D multimodal challenge and read by its QWen2.5-VL baseline's
+`prepare_data.py`: `{training,validation-public,validation-hidden}/<Category>/<dataset>/imagesTr|imagesVal/`
+beside `<dataset>_questions_<split>.json`, a list of `{TaskType, Modality, ImageName (str or list),
+Question, Answer, Split}`. IU_XRay's report questions ship as `IU_XRay_all_{train,val}.json` (the name the
+FLARE Task 5 repo's `prepare_flare_task5_jsonl.py` hard-codes); both names are read. Any other JSON file
+below the root is counted as `unrecognised_file`, never skipped silently.
+"""
 from __future__ import annotations
 
 import json
@@ -20,7 +28,11 @@ from medlib.data.readers.common import (
 )
 
 NAME = "flare2025"
-QUESTION_FILE = re.compile(r"^(?P<dataset>.+)_questions_(?P<split>[A-Za-z_-]+)\.json$")
+LAYOUT = ("<split>/<Category>/<dataset>/ folders with <dataset>_questions_<split>.json or "
+          "IU_XRay_all_<split>.json and imagesTr/imagesVal")
+OPTIONS: frozenset[str] = frozenset()
+QUESTION_FILE = re.compile(r"^(?P<dataset>.+?)_(?P<kind>questions|all)_(?P<split>[A-Za-z_-]+)\.json$")
+IGNORED_FILES = ("convert.json",)  # medlib's own conversion manifest
 REQUIRED = ("TaskType", "Question", "Answer", "ImageName")
 # TaskType spellings seen in the release (lower-cased, '_'/'-' read as spaces) → record task.
 TASK_TYPES = {
@@ -53,13 +65,18 @@ def normalize_task_type(raw: Any) -> str | None:
 
 
 def question_files(src: Path) -> list[Path]:
-    """Every `<dataset>_questions_<split>.json` below src, sorted."""
-    return sorted(p for p in Path(src).rglob("*_questions_*.json") if QUESTION_FILE.match(p.name))
+    """Every `<dataset>_questions_<split>.json` and `<dataset>_all_<split>.json` below src, sorted."""
+    return sorted(p for p in Path(src).rglob("*.json") if QUESTION_FILE.match(p.name))
 
 
-def detect(src: Path) -> bool:
-    """True if src holds FLARE question files."""
-    return Path(src).is_dir() and bool(question_files(src))
+def detect(src: Path) -> str | None:
+    """Why src is a FLARE 2025 tree (it holds question files), or None."""
+    if not Path(src).is_dir():
+        return None
+    files = question_files(src)
+    if not files:
+        return None
+    return f"{len(files)} FLARE question files such as {relative_dir(files[0], Path(src))}"
 
 
 def _image_paths(raw: Any, dataset_dir: Path, dataset_rel: str) -> list[str]:
@@ -97,22 +114,57 @@ def _record(item: dict[str, Any], task: str, images: list[str], dataset: str, mo
     return record
 
 
-def read(src: Path, *, media_dir: Path | None = None) -> ReadResult:
+def _unread_files(src: Path, files: list[Path]) -> list[Path]:
+    """JSON files below src that are not question files (each is a counted problem)."""
+    known = set(files)
+    return sorted(p for p in src.rglob("*.json")
+                  if p not in known and p.name not in IGNORED_FILES and not any(part.startswith(".") for part in
+                                                                                p.relative_to(src).parts))
+
+
+def _duplicates(files: list[Path]) -> dict[Path, Path]:
+    """`X_all_<split>.json` files whose folder also has `X_questions_<split>.json` → that file."""
+    found = {}
+    for path in files:
+        match = QUESTION_FILE.match(path.name)
+        if match["kind"] == "all":
+            twin = path.with_name(f"{match['dataset']}_questions_{match['split']}.json")
+            if twin in files:
+                found[path] = twin
+    return found
+
+
+def read(src: Path, *, media_dir: Path | None = None, **_: object) -> ReadResult:
     """Read every question file below src; bad questions and files are skipped and counted."""
     src = Path(src)
     result = ReadResult(data_root=src)
-    for path in question_files(src):
+    files = question_files(src)
+    for path in _unread_files(src, files):
+        result.found(path, 1)
+        result.skip("unrecognised_file", path, "file", "not a FLARE question file (<dataset>_questions_<split>.json "
+                    "or <dataset>_all_<split>.json); not read")
+    duplicates = _duplicates(files)
+    for path in files:
+        if path in duplicates:
+            result.found(path, 1)
+            result.skip("duplicate_file", path, "file", f"same data set and split as {duplicates[path].name}, "
+                        "which is read instead")
+            continue
         dataset_dir = path.parent
         dataset = QUESTION_FILE.match(path.name)["dataset"]
         modality = dataset_dir.parent.name
         split = canonical_split(dataset_dir.parent.parent.name, canonical_split(QUESTION_FILE.match(path.name)["split"]))
         source = relative_dir(path, src)
+        before = len(result.problems)
         items = read_json_file(path, result)
         if items is None:
+            result.found(path, len(result.problems) - before)
             continue
         if not isinstance(items, list):
+            result.found(path, 1)
             result.skip("malformed_json", path, "top level", f"expected a list of questions, got {type(items).__name__}")
             continue
+        result.found(path, len(items))
         dataset_rel = relative_dir(dataset_dir, src)
         for index, item in enumerate(items):
             where = f"{path}[{index}]"

@@ -1,4 +1,8 @@
-"""FLARE Task 5 chest X-ray report layout: images/<study>/<series>/*.png + reports/<study>.txt."""
+"""A plain report layout: images/<study>/<series>/*.png + reports/<study>.txt, one report per study.
+
+Not a published FLARE layout (FLARE 2025's IU_XRay reports come as `IU_XRay_all_<split>.json` question
+files and are read by the flare2025 reader); this is the simplest shape for report data kept as files.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,14 +11,18 @@ from typing import Any
 from medlib.data.readers.common import ReadResult, canonical_split, place_file
 
 NAME = "flare_xray_reports"
+LAYOUT = "images/<study>/<series>/*.png and reports/<study>.txt (FLARE's IU_XRay JSON is read by flare2025)"
+OPTIONS: frozenset[str] = frozenset()
 QUESTION = "Write the radiology report for these chest X-ray images, with Findings and Impression sections."
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
-def detect(src: Path) -> bool:
-    """True if src has images/ and reports/*.txt."""
+def detect(src: Path) -> str | None:
+    """Why src is this layout (images/ and reports/*.txt), or None."""
     src = Path(src)
-    return (src / "images").is_dir() and (src / "reports").is_dir() and any((src / "reports").glob("*.txt"))
+    if (src / "images").is_dir() and (src / "reports").is_dir() and any((src / "reports").glob("*.txt")):
+        return "has images/ and reports/*.txt"
+    return None
 
 
 def _study_images(study_dir: Path, root: Path) -> list[str]:
@@ -23,7 +31,7 @@ def _study_images(study_dir: Path, root: Path) -> list[str]:
     return sorted(p.relative_to(root).as_posix() for p in found)
 
 
-def read(src: Path, *, media_dir: Path | None = None) -> ReadResult:
+def read(src: Path, *, media_dir: Path | None = None, **_: object) -> ReadResult:
     """One report_generation record per study; a study without report or images is skipped and counted."""
     src = Path(src)
     result = ReadResult(data_root=src)
@@ -33,6 +41,7 @@ def read(src: Path, *, media_dir: Path | None = None) -> ReadResult:
     split = canonical_split(src.name)
     for study in sorted(studies):
         report_path = report_root / f"{study}.txt"
+        result.found(f"{src} (studies)", 1)
         images = _study_images(image_root / study, src) if (image_root / study).is_dir() else []
         if not report_path.exists():
             result.skip("missing_report", report_path, "report", f"study {study!r} has images but no report")

@@ -1,4 +1,10 @@
-"""Hugging Face-style VQA sets (VQA-RAD, SLAKE, PathVQA shape) from parquet, save_to_disk or imagefolder."""
+"""Hugging Face-style VQA sets (VQA-RAD, PathVQA shape) from parquet, save_to_disk or imagefolder.
+
+Layouts as the hub serves them: `data/<split>-0000K-of-0000N-<hash>.parquet` with an `image` column of
+`{bytes, path}` (flaviagiammarino/vqa-rad, path-vqa), `datasets`' `save_to_disk` folders, and imagefolder
+with `metadata.jsonl`. Sharded parquet splits are read as one table (shards in order, one running index
+per split), so ids and extracted image names never collide. SLAKE's JSON release has its own reader.
+"""
 from __future__ import annotations
 
 import io
@@ -21,6 +27,8 @@ from medlib.data.readers.common import (
 )
 
 NAME = "hf_vqa"
+LAYOUT = "parquet files (<split>-0000K-of-0000N.parquet), a save_to_disk folder or an imagefolder with metadata.jsonl"
+OPTIONS: frozenset[str] = frozenset()
 IMAGE_COLUMNS = ("image", "img", "image_path", "img_name", "file_name")
 QUESTION_COLUMNS = ("question", "query", "problem")
 ANSWER_COLUMNS = ("answer", "answers", "label")
@@ -39,9 +47,11 @@ def _kind(src: Path) -> str | None:
     return None
 
 
-def detect(src: Path) -> bool:
-    """True if src is a parquet, save_to_disk or imagefolder data set folder."""
-    return Path(src).is_dir() and _kind(Path(src)) is not None
+def detect(src: Path) -> str | None:
+    """Why src is a hub-style VQA set (parquet, save_to_disk or imagefolder), or None."""
+    kind = _kind(Path(src)) if Path(src).is_dir() else None
+    return {"parquet": "holds *.parquet files", "save_to_disk": "a datasets save_to_disk folder",
+            "imagefolder": "an imagefolder with metadata.jsonl"}.get(kind) if kind else None
 
 
 def _first(row: dict[str, Any], names: tuple[str, ...]) -> str | None:
@@ -53,6 +63,7 @@ def _parquet_tables(src: Path) -> Iterator[tuple[str, str, list[dict[str, Any]]]
     """(file, split, rows) per parquet file; split from `train-0000-of-0001.parquet` or the folder."""
     import pyarrow.parquet as pq
 
+    # Sorted names put train-00000-of-00002 before train-00001-of-00002: shards are read in order.
     for path in sorted(src.rglob("*.parquet")):
         prefix = path.name.split("-")[0].split(".")[0]
         split = canonical_split(prefix, canonical_split(path.parent.name))
@@ -134,12 +145,14 @@ def _rows(src: Path, kind: str, result: ReadResult) -> Iterator[tuple[str, str, 
             yield source, split, src, rows
     else:
         for path in sorted(src.rglob("metadata.jsonl")):
+            before = len(result.problems)
             rows = [row for _, row in read_jsonl_lines(path, result)]
+            result.found(path, len(result.problems) - before)  # malformed lines; the rows are counted below
             split = canonical_split(path.parent.name) if path.parent != src else "train"
             yield str(path), split, path.parent, rows
 
 
-def read(src: Path, *, media_dir: Path | None = None) -> ReadResult:
+def read(src: Path, *, media_dir: Path | None = None, **_: object) -> ReadResult:
     """Read a VQA set; embedded images are written under media_dir (required for parquet and save_to_disk)."""
     src = Path(src)
     kind = _kind(src)
@@ -150,9 +163,13 @@ def read(src: Path, *, media_dir: Path | None = None) -> ReadResult:
     media = Path(media_dir) if kind != "imagefolder" else src
     result = ReadResult(data_root=media)
     dataset = src.name.lower()
+    next_index: dict[str, int] = {}  # one running index per split, across shards
     for source, split, base, rows in _rows(src, kind, result):
-        for index, row in enumerate(rows):
-            where = f"{source}[{index}]"
+        result.found(source, len(rows))
+        for local, row in enumerate(rows):
+            where = f"{source}[{local}]"
+            index = next_index.get(split, 0)
+            next_index[split] = index + 1
             if not isinstance(row, dict):
                 result.skip("malformed_item", where, "row", f"expected an object, got {type(row).__name__}")
                 continue

@@ -1,4 +1,14 @@
-"""Libra / MIMIC-CXR-RRG JSONL: a current and an optional prior image per study (current first, prior after)."""
+"""Libra's data files (Zhang et al. 2024, github.com/X-iZhang/Libra): a current and a prior image per study.
+
+Training/validation files (`libra_findings_section_{train,valid}.json`) are LLaVA-style
+`{id, image: [current, prior], conversations: [{from: human}, {from: gpt}]}`; evaluation files
+(`libra_findings_section_eval.jsonl`, `libra_impressions_section_eval.jsonl`) are
+`{question_id, image: [current, prior], text, reference | findings | impression}`, the reference taken in
+the order Libra's `evaluate_report` uses: reference → findings → impression. A prior equal to the current
+image is Libra's dummy prior (no prior study). Image paths are relative to the MIMIC-CXR-JPG root
+(Libra's `--image-folder`): `image_root`, else the nearest folder holding them. The split comes from the
+file name (`_train` → train, `_valid` → validation, `_eval` → test).
+"""
 from __future__ import annotations
 
 import re
@@ -13,23 +23,31 @@ from medlib.data.readers.common import (
     json_objects,
     safe_join,
     source_files,
+    split_from_name,
     write_jsonl,
 )
+from medlib.data.readers.paths import image_root_for
 
 NAME = "libra"
+LAYOUT = ("Libra JSON/JSONL: {image: [current, prior], conversations} or "
+          "{question_id, image, text, reference|findings|impression}")
+OPTIONS = frozenset({"image_root"})
+REFERENCE_KEYS = ("reference", "findings", "impression")  # Libra's evaluate_report order
 DEFAULT_QUESTION = "Provide a detailed description of the findings in the radiology image."
 _IMAGE_TOKEN = re.compile(r"<image>\s*")
 
 
-def detect(src: Path) -> bool:
-    """True if a first item has an `image` and LLaVA `conversations` or a prior/report field."""
+def detect(src: Path) -> str | None:
+    """Why src is a Libra file (an `image` with LLaVA `conversations` or a prior/report field), or None."""
     files = source_files(Path(src))
     first = first_item(files[0]) if files else None
-    if not isinstance(first, dict) or "problem" in first:
-        return False
+    if not isinstance(first, dict) or "problem" in first or "messages" in first:
+        return None
     has_image = any(key in first for key in ("image", "images", "current_image"))
-    has_text = any(key in first for key in ("conversations", "prior_image", "findings", "report", "reference"))
-    return has_image and has_text
+    text_keys = [key for key in ("conversations", "prior_image", *REFERENCE_KEYS, "report") if key in first]
+    if has_image and text_keys:
+        return f"{files[0].name}: items have an image and {', '.join(text_keys)} (Libra)"
+    return None
 
 
 def _turn(conversations: Any, speaker: str) -> str | None:
@@ -54,24 +72,33 @@ def _images(item: dict[str, Any]) -> list[str]:
     return names
 
 
-def read(src: Path, *, media_dir: Path | None = None) -> ReadResult:
+def _reference(item: dict[str, Any]) -> Any:
+    """The report: the gpt turn, else reference → findings → impression (Libra's order), else answer/report."""
+    for value in (_turn(item.get("conversations"), "gpt"), *(item.get(key) for key in REFERENCE_KEYS),
+                  item.get("answer"), item.get("report")):
+        if value not in (None, "") and str(value).strip():
+            return value
+    return None
+
+
+def read(src: Path, *, media_dir: Path | None = None, image_root: Path | None = None, **_: object) -> ReadResult:
     """Read Libra JSON/JSONL files into report_generation records with temporal pairs."""
     src = Path(src)
-    root = src if src.is_dir() else src.parent
-    result = ReadResult(data_root=root)
-    for path, base, index, where, item in json_objects(src, result):
+    result = ReadResult(data_root=src)
+    result.data_root = image_root_for(src, source_files(src), "image", image_root, result)
+    for path, _base, index, where, item in json_objects(src, result):
         names = _images(item)
         question = _turn(item.get("conversations"), "human") or item.get("text") or item.get("question")
-        answer = _turn(item.get("conversations"), "gpt") or item.get("reference") or item.get("answer") \
-            or item.get("findings") or item.get("report")
+        answer = _reference(item)
         if not names:
             result.skip("missing_field", where, "image", "missing or empty")
             continue
-        if not answer or not str(answer).strip():
-            result.skip("missing_field", where, "conversations", "no report (gpt turn, reference or findings)")
+        if answer is None:
+            result.skip("missing_field", where, "conversations",
+                        "no report (gpt turn, reference, findings or impression)")
             continue
         try:
-            images = [safe_join(base, name) for name in names]
+            images = [safe_join("", name) for name in names]
         except PathEscape as error:
             result.skip("path_escape", where, "image", str(error))
             continue
@@ -81,7 +108,7 @@ def read(src: Path, *, media_dir: Path | None = None) -> ReadResult:
             "dataset": str(item.get("dataset") or "libra"), "modality": "X-ray", "task": "report_generation",
             "images": images, "question": _IMAGE_TOKEN.sub("", str(question or DEFAULT_QUESTION)).strip(),
             "answer": answer_text(answer),
-            "meta": {"split": str(item.get("split") or "train"), "source_file": path.name,
+            "meta": {"split": str(item.get("split") or split_from_name(path.stem)), "source_file": path.name,
                      "has_prior": len(images) > 1},
         })
     return result

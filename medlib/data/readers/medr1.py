@@ -1,4 +1,11 @@
-"""Med-R1 / OmniMedVQA JSON: {"image", "problem": "question with A)..B)..", "solution": "<answer> C </answer>"}."""
+"""Med-R1's OmniMedVQA splits: [{"image", "problem": "<q> A)x, B)y, ...", "solution": "<answer> C </answer>"}].
+
+Layout as Med-R1 (Lai et al. 2025, github.com/Yuxiang-Lai117/Med-R1) trains and tests on it: one JSON list
+per modality or task and split, named like `X-Ray_test.json` / `Modality_Recognition_train.json`; image
+paths (`Images/<source>/...`) are relative to the OmniMedVQA root, not to the JSON file. The split comes
+from the file name; the image root is `image_root`, else the nearest folder (the file's own, then its
+parents) under which the images exist. The answer is the option letter inside <answer></answer>.
+"""
 from __future__ import annotations
 
 import json
@@ -15,18 +22,24 @@ from medlib.data.readers.common import (
     parse_options,
     safe_join,
     source_files,
+    split_from_name,
     write_jsonl,
 )
+from medlib.data.readers.paths import image_root_for
 
 NAME = "medr1"
+LAYOUT = 'JSON lists of {"image", "problem", "solution": "<answer> C </answer>"} (Med-R1 splits)'
+OPTIONS = frozenset({"image_root"})
 _ANSWER = re.compile(r"<answer>\s*(.*?)\s*</answer>", re.DOTALL)
 
 
-def detect(src: Path) -> bool:
-    """True if the first item of a JSON file in src has `problem` and `solution`."""
+def detect(src: Path) -> str | None:
+    """Why src holds Med-R1 splits (a first item with `image`, `problem` and `solution`), or None."""
     files = source_files(Path(src))
     first = first_item(files[0]) if files else None
-    return isinstance(first, dict) and {"problem", "solution"} <= set(first)
+    if isinstance(first, dict) and {"problem", "solution"} <= set(first):
+        return f"{files[0].name}: items have problem and solution (Med-R1)"
+    return None
 
 
 def solution_answer(solution: Any) -> str:
@@ -36,19 +49,19 @@ def solution_answer(solution: Any) -> str:
     return found.group(1).strip() if found else text
 
 
-def read(src: Path, *, media_dir: Path | None = None) -> ReadResult:
-    """Read Med-R1 JSON/JSONL files; image paths are relative to each file's folder."""
+def read(src: Path, *, media_dir: Path | None = None, image_root: Path | None = None, **_: object) -> ReadResult:
+    """Read Med-R1 JSON/JSONL files; image paths are relative to the image root (see the module docstring)."""
     src = Path(src)
-    root = src if src.is_dir() else src.parent
-    result = ReadResult(data_root=root)
-    for path, base, index, where, item in json_objects(src, result):
+    result = ReadResult(data_root=src)
+    result.data_root = image_root_for(src, source_files(src), "image", image_root, result)
+    for path, _base, index, where, item in json_objects(src, result):
         missing = [name for name in ("image", "problem", "solution") if item.get(name) in (None, "", [])]
         if missing:
             result.skip("missing_field", where, missing[0], "missing or empty")
             continue
         names = item["image"] if isinstance(item["image"], list) else [item["image"]]
         try:
-            images = [safe_join(base, name) for name in names]
+            images = [safe_join("", name) for name in names]
         except PathEscape as error:
             result.skip("path_escape", where, "image", str(error))
             continue
@@ -62,7 +75,8 @@ def read(src: Path, *, media_dir: Path | None = None) -> ReadResult:
             "id": str(item.get("id") or f"{path.stem}-{index:06d}"),
             "dataset": str(item.get("dataset") or path.stem), "modality": str(item.get("modality") or ""),
             "task": "vqa_closed" if choices else "vqa_open", "images": images, "question": question,
-            "answer": answer, "meta": {"split": str(item.get("split") or "train"), "source_file": path.name},
+            "answer": answer, "meta": {"split": str(item.get("split") or split_from_name(path.stem)),
+                                       "source_file": path.name},
         }
         if choices:
             record["choices"] = choices

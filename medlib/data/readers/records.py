@@ -7,17 +7,21 @@ from typing import Any
 from medlib.data.readers.common import ReadResult, first_item, json_items, source_files, write_jsonl
 
 NAME = "records"
+LAYOUT = "records JSONL (DESIGN.md): one object per line with id, task, images, question, answer"
+OPTIONS: frozenset[str] = frozenset()
 KEYS = {"id", "task", "images", "question", "answer"}
 
 
-def detect(src: Path) -> bool:
-    """True if the first line of a JSONL file is an object with the record's keys."""
+def detect(src: Path) -> str | None:
+    """Why src is records JSONL (its first line has the record's keys), or None."""
     files = [p for p in source_files(Path(src)) if p.suffix == ".jsonl"]
     first = first_item(files[0]) if files else None
-    return isinstance(first, dict) and KEYS <= set(first)
+    if isinstance(first, dict) and KEYS <= set(first):
+        return f"{files[0].name}: first line has {', '.join(sorted(KEYS))}"
+    return None
 
 
-def read(src: Path, *, media_dir: Path | None = None) -> ReadResult:
+def read(src: Path, *, media_dir: Path | None = None, **_: object) -> ReadResult:
     """Read records JSONL files (a file, or every *.jsonl in a folder); checking is left to validation."""
     src = Path(src)
     result = ReadResult(data_root=src if src.is_dir() else src.parent)
