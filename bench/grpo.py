@@ -29,7 +29,7 @@ from medlib.pipeline import workspace
 from medlib.training import grpo, rollouts
 from medlib.training.rewards import accuracy_reward, format_reward
 
-LORA = models.LoraSettings(r=16, lora_alpha=32, lora_dropout=0.0)  # on the language model, vision frozen
+LORA = models.LoraParams(r=16, lora_alpha=32, lora_dropout=0.0)  # on the language model, vision frozen
 
 
 def _fields(args: argparse.Namespace) -> dict[str, Any]:

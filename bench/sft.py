@@ -29,7 +29,7 @@ from medlib.models import vision_cache
 from medlib.models.tiny import build_tiny_model
 from medlib.pipeline import workspace
 
-LORA = models.LoraSettings(r=16, lora_alpha=32, lora_dropout=0.0)
+LORA = models.LoraParams(r=16, lora_alpha=32, lora_dropout=0.0)
 
 
 def peak_memory_gib() -> float:

@@ -7,8 +7,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from medlib.evaluation import predict
-from medlib.pipeline import leaderboard, slurm, sweep
+from medlib.evaluation import demo, predict
+from medlib.pipeline import lab, leaderboard, notebook_cells, slurm, sweep
 from medlib.pipeline.config import ConfigError
 from medlib.pipeline.runner import StageFailed, run_experiment
 from medlib.training import command as train_command
@@ -222,9 +222,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_score(subparsers)
     predict.add_parser(subparsers)
     train_command.add_parser(subparsers)
+    notebook_cells.add_parser(subparsers)
     sweep.add_parser(subparsers)
     slurm.add_parser(subparsers)
     leaderboard.add_parser(subparsers)
+    lab.add_parser(subparsers)
+    demo.add_parser(subparsers)
     return parser
 
 

@@ -3,38 +3,16 @@ from __future__ import annotations
 
 import importlib.util
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from medlib.data.processing import load_processor
+from medlib.models.lora import LoraParams, lora_target_regex
 
 BACKENDS = ("auto", "unsloth", "hf")
 FINETUNE_MODES = ("lora", "full", "none")
-ATTENTION_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "qkv", "proj")
-MLP_MODULES = ("gate_proj", "up_proj", "down_proj", "fc1", "fc2", "linear_fc1", "linear_fc2")
-LANGUAGE_SCOPE = r".*language_model.*\."
-VISION_SCOPE = r".*visual\.blocks.*\."
-
-
-@dataclass
-class LoraSettings:
-    """Unsloth-style LoRA switches; the hf backend maps them onto a peft LoraConfig."""
-
-    r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.0
-    target_modules: list[str] = field(default_factory=list)
-    finetune_vision_layers: bool = False
-    finetune_language_layers: bool = True
-    finetune_attention_modules: bool = True
-    finetune_mlp_modules: bool = True
-    modules_to_save: list[str] = field(default_factory=list)
-    use_rslora: bool = False
-
-
 def unsloth_available() -> bool:
     """Return whether Unsloth can be used here: CUDA present and the package installed."""
     return torch.cuda.is_available() and importlib.util.find_spec("unsloth") is not None
@@ -77,24 +55,6 @@ def resolve_dtype(dtype: str = "auto", device: str = "cpu") -> torch.dtype:
     if dtype == "auto":
         return torch.bfloat16 if device == "cuda" else torch.float32
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
-
-
-def lora_target_regex(settings: LoraSettings) -> str:
-    """Build the peft target regex from the Unsloth switches (vision/language × attention/MLP)."""
-    names = list(settings.target_modules)
-    if not names:
-        if settings.finetune_attention_modules:
-            names += ATTENTION_MODULES
-        if settings.finetune_mlp_modules:
-            names += MLP_MODULES
-    scopes = []
-    if settings.finetune_language_layers:
-        scopes.append(LANGUAGE_SCOPE)
-    if settings.finetune_vision_layers:
-        scopes.append(VISION_SCOPE)
-    if not names or not scopes:
-        raise ValueError("LoRA targets nothing: enable language or vision layers and attention or MLP modules")
-    return "(" + "|".join(scopes) + ")(" + "|".join(sorted(set(names))) + ")$"
 
 
 def is_adapter_dir(path: str | Path) -> bool:
@@ -156,7 +116,7 @@ def _load_hf(model_id: str, torch_dtype: torch.dtype, device: str, load_in_4bit:
     return model, processor
 
 
-def prepare_for_training(model: Any, backend: str, mode: str, lora: LoraSettings, *, seed: int = 0,
+def prepare_for_training(model: Any, backend: str, mode: str, lora: LoraParams, *, seed: int = 0,
                          gradient_checkpointing: bool = False) -> Any:
     """Make the model trainable: LoRA adapters (Unsloth or peft), full fine-tuning, or frozen."""
     if mode not in FINETUNE_MODES:

@@ -1,20 +1,21 @@
-"""Load, merge and validate experiment YAML files against the notebooks' parameters cells."""
+"""Load, merge and validate experiment YAML files against each stage's parameter declaration."""
 
 from __future__ import annotations
 
-import ast
+import dataclasses
 import difflib
-import functools
-import io
-import logging
 import re
-import tokenize
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from medlib.pipeline import declaration
+from medlib.pipeline.coercion import TypeMismatch, _type_name, coerce
+from medlib.pipeline.declaration import ParamSpec
+from medlib.pipeline.notebook_cells import notebook_parameters
 
 COMMON = "common"
 # The runner's own key: it names the experiment, so no notebook has to declare it.
@@ -32,21 +33,11 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Stage:
-    """One numbered notebook: its stem (`20_sft`), params block (`sft`) and path."""
+    """One numbered notebook: its stem (`20_sft`), params block (`sft`) and path (None: declared, no notebook)."""
 
     stem: str
     block: str
-    path: Path
-
-
-@dataclass(frozen=True)
-class ParamSpec:
-    """One declared notebook parameter: name, annotated type, default source text and help."""
-
-    name: str
-    type_name: str
-    default: str
-    help: str = ""
+    path: Path | None = None
 
 
 @dataclass
@@ -96,87 +87,19 @@ def discover_stages(notebooks_dir: Path | str) -> list[Stage]:
     return stages
 
 
-def notebook_parameters(path: Path | str) -> dict[str, ParamSpec]:
-    """Parameters declared in a notebook's `parameters` cell, in declaration order."""
-    path = Path(path).resolve()
-    try:
-        stat = path.stat()
-    except FileNotFoundError:
-        raise ConfigError(f"{display_path(path)}: notebook not found") from None
-    return dict(_read_parameters(str(path), stat.st_mtime_ns, stat.st_size))
+def declared_stages() -> list[Stage]:
+    """medlib's own stages from their declarations alone (what `medlib train` needs: no notebooks)."""
+    return [Stage(stem=stem, block=block) for block, stem in declaration.STAGE_STEMS.items()]
 
 
-@functools.cache
-def _read_parameters(path: str, mtime_ns: int, size: int) -> tuple[tuple[str, ParamSpec], ...]:
-    """Parse once per notebook version; the mtime and size make an edited notebook re-read."""
-    # papermill takes ~2 s to import; only pay for it when a notebook is inspected.
-    import papermill
-
-    # Inspection logs "Input Notebook: ..." (reads like a run) and "Unable to parse line" for
-    # declarations it misses, which _declared_in_cell recovers below.
-    logger = logging.getLogger("papermill")
-    level = logger.level
-    logger.setLevel(max(level, logging.ERROR))
-    try:
-        inspected = papermill.inspect_notebook(path)
-    except Exception as error:
-        raise ConfigError(f"{display_path(path)}: cannot read its parameters: {error}") from error
-    finally:
-        logger.setLevel(level)
-    specs = {
-        name: ParamSpec(
-            name=name,
-            type_name=str(entry.get("inferred_type_name") or "None"),
-            default=str(entry.get("default", "")),
-            help=str(entry.get("help") or ""),
-        )
-        for name, entry in inspected.items()
-    }
-    # papermill's line regex silently drops some valid declarations (`x: int | None = None`,
-    # a default containing `=`); recover them from the cell's syntax tree.
-    declared = _declared_in_cell(path)
-    ordered = {name: specs.get(name, spec) for name, spec in declared.items()}
-    ordered.update({name: spec for name, spec in specs.items() if name not in ordered})
-    return tuple(ordered.items())
-
-
-def _declared_in_cell(path: str) -> dict[str, ParamSpec]:
-    """Top-level assignments in the first cell tagged `parameters` (empty if unparseable)."""
-    import nbformat
-
-    notebook = nbformat.read(path, as_version=4)
-    cell = next(
-        (c for c in notebook.cells if "parameters" in c.get("metadata", {}).get("tags", [])),
-        None,
-    )
-    if cell is None:
-        return {}
-    source = cell.source
-    try:
-        tree = ast.parse(source)
-        comments = {
-            token.start[0]: token.string.lstrip("#").strip()
-            for token in tokenize.generate_tokens(io.StringIO(source).readline)
-            if token.type == tokenize.COMMENT
-        }
-    except (SyntaxError, tokenize.TokenError):
-        return {}
-    declared = {}
-    for statement in tree.body:
-        if isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name):
-            name, type_name = statement.target.id, ast.unparse(statement.annotation)
-        elif (
-            isinstance(statement, ast.Assign)
-            and len(statement.targets) == 1
-            and isinstance(statement.targets[0], ast.Name)
-        ):
-            name, type_name = statement.targets[0].id, "None"
-        else:
-            continue
-        default = ast.unparse(statement.value) if statement.value is not None else ""
-        help_text = comments.get(statement.end_lineno or statement.lineno, "")
-        declared[name] = ParamSpec(name, type_name, default, help_text)
-    return declared
+def stage_specs(stage: Stage) -> dict[str, ParamSpec]:
+    """A stage's parameters: its declaration, or a user notebook's parameters cell when it has none."""
+    cls = declaration.declaration(stage.block)
+    if cls is not None:
+        return declaration.specs(cls)
+    if stage.path is None:
+        raise ConfigError(f"{stage.stem}: no parameter declaration and no notebook")
+    return notebook_parameters(stage.path)
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -236,6 +159,9 @@ def load_experiment(
     name = common.get("experiment")
     if not isinstance(name, str) or not name.strip():
         raise ConfigError(f"{where}: {COMMON}.experiment: missing or not a non-empty string")
+    from medlib.pipeline.paths import check_experiment_name  # it imports ConfigError from here
+
+    check_experiment_name(name, where)  # the name becomes results/<name>/: no `..`, `/` or newline
     experiment = Experiment(name=name, path=path, common=common, blocks=blocks)
     if stages is not None:
         problems = _unknown_blocks(experiment, stages)
@@ -272,7 +198,7 @@ def _unknown_blocks(experiment: Experiment, stages: Sequence[Stage]) -> list[str
 
 
 def stage_parameters(experiment: Experiment, stage: Stage) -> dict[str, Any]:
-    """Common keys the stage's notebook declares, then its block on top, type-checked."""
+    """Every parameter of one stage for this experiment (defaults, `common`, the stage block), type-checked."""
     params, problems = _merge(experiment, stage)
     if problems:
         raise ConfigError("\n".join(problems))
@@ -280,18 +206,15 @@ def stage_parameters(experiment: Experiment, stage: Stage) -> dict[str, Any]:
 
 
 def _merge(experiment: Experiment, stage: Stage) -> tuple[dict[str, Any], list[str]]:
-    """Merged, coerced parameters of one stage and the problems found on the way."""
-    specs = notebook_parameters(stage.path)
+    """Every parameter of one stage: declared defaults, then `common`, then the stage block, type-checked."""
+    specs = stage_specs(stage)
     where = display_path(experiment.path)
     block = experiment.blocks.get(stage.block, {})
-    problems = []
-    for key in block:
-        if key not in specs:
-            problems.append(
-                f"{where}: {stage.block}.{key}: unknown parameter for "
-                f"{display_path(stage.path)}{_suggest(key, specs)}"
-            )
-    merged = {}
+    source = display_path(stage.path) if stage.path else stage.stem
+    problems = [f"{where}: {stage.block}.{key}: unknown parameter for {source}{_suggest(key, specs)}"
+                for key in block if key not in specs]
+    cls = declaration.declaration(stage.block)
+    merged = declaration.defaults(cls) if cls is not None else {}
     for scope, values in ((COMMON, experiment.common), (stage.block, block)):
         for key, value in values.items():
             if key not in specs:
@@ -300,6 +223,9 @@ def _merge(experiment: Experiment, stage: Stage) -> tuple[dict[str, Any], list[s
                 merged[key] = coerce(value, specs[key].type_name)
             except TypeMismatch as mismatch:
                 problems.append(f"{where}: {scope}.{key}{mismatch.where}: {mismatch}")
+    if cls is not None and not problems:
+        # Construct it: derived values (runs_dir, results_dir) are filled in exactly as training sees them.
+        merged = dataclasses.asdict(declaration.build(cls, merged, where=where))
     ordered = {key: merged[key] for key in specs if key in merged}
     return ordered, problems
 
@@ -309,14 +235,13 @@ def _resolve_all(
 ) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """Merged parameters of every stage and every problem in the experiment."""
     problems = _unknown_blocks(experiment, stages)
-    declared = {name for stage in stages for name in notebook_parameters(stage.path)}
+    declared = {name for stage in stages for name in stage_specs(stage)}
     where = display_path(experiment.path)
-    notebooks = display_path(stages[0].path.parent) if stages else "the notebooks"
+    notebooks = "the stages"
     for key in experiment.common:
         if key not in declared and key not in RUNNER_KEYS:
             problems.append(
-                f"{where}: {COMMON}.{key}: not a parameter of any notebook in "
-                f"{notebooks}{_suggest(key, declared)}"
+                f"{where}: {COMMON}.{key}: not a parameter of any of {notebooks}{_suggest(key, declared)}"
             )
     resolved = {}
     for stage in stages:
@@ -343,130 +268,3 @@ def resolved_parameters(
     return resolved
 
 
-class TypeMismatch(TypeError):
-    """A value that does not fit a declared type; `where` locates it inside the value."""
-
-    def __init__(self, expected: str, value: Any, where: str = "") -> None:
-        super().__init__(f"expected {expected}, got {_type_name(value)} ({value!r})")
-        self.where = where
-
-
-def _type_name(value: Any) -> str:
-    """YAML-minded name of a value's type."""
-    return "null" if value is None else type(value).__name__
-
-
-def coerce(value: Any, type_name: str) -> Any:
-    """Check a value against a declared type name, converting int or numeric str to float."""
-    if type_name in ("", "None"):
-        return value
-    try:
-        annotation = ast.parse(type_name, mode="eval").body
-    except SyntaxError:
-        return value
-    return _coerce(value, annotation, "")
-
-
-_SCALARS = {"int": int, "float": float, "str": str, "bool": bool}
-_CONTAINERS = {"list": list, "List": list, "dict": dict, "Dict": dict}
-
-
-def _annotation_name(node: ast.expr) -> str | None:
-    """`Optional` for both `Optional` and `typing.Optional`."""
-    if isinstance(node, ast.Name):
-        return node.id
-    if isinstance(node, ast.Attribute):
-        return node.attr
-    return None
-
-
-def _alternatives(node: ast.expr) -> list[ast.expr] | None:
-    """Members of `A | B` or `Union[A, B]`, or None for anything else."""
-    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
-        return (_alternatives(node.left) or [node.left]) + (
-            _alternatives(node.right) or [node.right]
-        )
-    if isinstance(node, ast.Subscript) and _annotation_name(node.value) == "Union":
-        items = node.slice
-        return list(items.elts) if isinstance(items, ast.Tuple) else [items]
-    return None
-
-
-def _is_none(node: ast.expr) -> bool:
-    """Whether an annotation node is `None`."""
-    return isinstance(node, ast.Constant) and node.value is None
-
-
-def _coerce(value: Any, node: ast.expr, where: str) -> Any:
-    """Recursive check of `value` against an annotation node."""
-    expected = ast.unparse(node)
-    if _is_none(node):
-        if value is None:
-            return None
-        raise TypeMismatch("null", value, where)
-    alternatives = _alternatives(node)
-    if isinstance(node, ast.Subscript) and _annotation_name(node.value) == "Optional":
-        alternatives = [node.slice, ast.Constant(None)]
-    if alternatives is not None:
-        if value is None and any(_is_none(option) for option in alternatives):
-            return None
-        options = [option for option in alternatives if not _is_none(option)]
-        if len(options) == 1:
-            return _coerce(value, options[0], where)
-        for option in options:
-            try:
-                return _coerce(value, option, where)
-            except TypeMismatch:
-                continue
-        raise TypeMismatch(expected, value, where)
-    if isinstance(node, ast.Subscript):
-        return _coerce_container(value, node, where)
-    name = _annotation_name(node)
-    if name in _SCALARS:
-        return _coerce_scalar(value, name, where)
-    if name in _CONTAINERS:
-        if isinstance(value, _CONTAINERS[name]):
-            return value
-        raise TypeMismatch(expected, value, where)
-    # Types we cannot check from YAML (Any, Path, ...) pass through unchanged.
-    return value
-
-
-def _coerce_scalar(value: Any, name: str, where: str) -> Any:
-    """int, float, str or bool, where bool is never a number and 1e-4 may come as a string."""
-    if name == "bool" or isinstance(value, bool):
-        if name == "bool" and isinstance(value, bool):
-            return value
-        raise TypeMismatch(name, value, where)
-    if name == "int" and isinstance(value, int):
-        return value
-    if name == "float":
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
-            # PyYAML (YAML 1.1) reads `1e-4` without a dot as a string.
-            try:
-                return float(value)
-            except ValueError:
-                pass
-    if name == "str" and isinstance(value, str):
-        return value
-    raise TypeMismatch(name, value, where)
-
-
-def _coerce_container(value: Any, node: ast.Subscript, where: str) -> Any:
-    """`list[X]` / `dict[K, V]` checked element by element; other generics pass through."""
-    name = _annotation_name(node.value)
-    if name not in _CONTAINERS:
-        return value
-    if not isinstance(value, _CONTAINERS[name]):
-        raise TypeMismatch(ast.unparse(node), value, where)
-    items = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
-    if isinstance(value, list):
-        return [_coerce(item, items[0], f"{where}[{index}]") for index, item in enumerate(value)]
-    if len(items) != 2:
-        return value
-    return {
-        _coerce(key, items[0], f"{where}.{key}"): _coerce(item, items[1], f"{where}.{key}")
-        for key, item in value.items()
-    }

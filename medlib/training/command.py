@@ -5,8 +5,6 @@ import argparse
 import json
 from pathlib import Path
 
-# The notebooks declare the parameters; medlib is installed editable beside them.
-NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 STAGES = ("sft", "grpo")
 
 
@@ -25,13 +23,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run_train)
 
 
-def stage_settings(stage: str, params: str, overrides: list[str]) -> dict:
-    """The merged, validated parameters the stage's notebook would receive from an experiment file."""
-    from medlib.pipeline.config import discover_stages, load_experiment, stage_parameters
+def stage_settings(stage: str, params: str, overrides: list[str], *, block: str | None = None) -> dict:
+    """Every parameter of a stage (`block`, default: the stage) for an experiment file: what `medlib run` gives it."""
+    from medlib.pipeline.config import declared_stages, load_experiment, stage_parameters, validate_experiment
 
-    stages = {s.block: s for s in discover_stages(NOTEBOOKS_DIR)}
+    stages = {s.block: s for s in declared_stages()}
     experiment = load_experiment(params, overrides, stages=list(stages.values()))
-    return {"experiment": experiment.name, **stage_parameters(experiment, stages[stage])}
+    validate_experiment(experiment, list(stages.values()))
+    return stage_parameters(experiment, stages[block or stage])
+
+
+def prepare_inputs(params: str, overrides: list[str]) -> None:
+    """Make the records the stage trains on available, as notebook 10 would (the synthetic set is generated)."""
+    from medlib.pipeline import workspace
+
+    data = stage_settings("sft", params, overrides, block="data_exploration")
+    workspace.prepare_data(data["data_source"], data["data_dir"], seed=data["seed"], image_size=data["image_size"],
+                           synthetic_sizes=data["synthetic_sizes"],
+                           synthetic_question_types=data["synthetic_question_types"])
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -40,6 +49,7 @@ def run_train(args: argparse.Namespace) -> int:
         values = json.loads(Path(args.settings).read_text())
     else:
         values = stage_settings(args.stage, args.params, args.overrides)
+        prepare_inputs(args.params, args.overrides)
     from medlib import models
 
     models.activate_backend(values.get("backend", "auto"))  # Unsloth before transformers/TRL
@@ -47,7 +57,7 @@ def run_train(args: argparse.Namespace) -> int:
         from medlib.training import sft as stage
     else:
         from medlib.training import grpo as stage
-    settings = stage.settings_from(values)
+    settings = stage.settings_from_params(values)
     settings.num_processes = 1  # this process is one rank; the launcher decides how many
     summary = stage.train(settings)
     if args.stage == "sft":

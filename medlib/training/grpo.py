@@ -7,20 +7,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from medlib.pipeline.declaration import build, pick
 from medlib.training.launch import RESULT_FILE
+from medlib.training.params import GRPOParams
 from medlib.training.rewards import RewardFunction, build_reward_functions
 from medlib.training.rewards.recipes import build_recipe, recipe_from_params, total_rewards
-from medlib.training.settings import TrainingStageSettings, begin_stage, trainable_model
+from medlib.training.settings import begin_stage, trainable_model
 from medlib.training.sft import last_checkpoint
+from medlib.training.trl_config import trl_fields
 
 __all__ = ["build_grpo_config", "make_grpo_trainer", "reward_setup", "reward_series", "reward_summary",
-           "scored_samples", "last_checkpoint", "resume_checkpoint", "TOTAL_REWARD_KEY", "GRPOSettings",
+           "scored_samples", "last_checkpoint", "resume_checkpoint", "TOTAL_REWARD_KEY", "GRPOParams",
            "settings_from", "train", "run"]
 
 TOTAL_REWARD_KEY = "reward"  # TRL's key for the weighted total reward
@@ -117,41 +120,17 @@ def scored_samples(model: Any, processor: Any, records: list[dict[str, Any]], da
     return table
 
 
-@dataclass
-class GRPOSettings(TrainingStageSettings):
-    """Every parameter of notebooks/30_grpo.ipynb: one GRPO run."""
-
-    init_checkpoint: str = ""
-    reward_functions: list = field(default_factory=lambda: ["format", "accuracy"])
-    reward_weights: list = field(default_factory=lambda: [0.2, 0.8])
-    reward_recipes: dict = field(default_factory=dict)
-    learning_rate: float = 1e-5
-    lr_scheduler_type: str = "constant"
-    warmup_steps: float = 0.0
-    max_steps: int = 500
-    per_device_train_batch_size: int = 8
-    gradient_accumulation_steps: int = 1
-    num_generations: int = 4
-    max_completion_length: int = 256
-    temperature: float = 1.0
-    beta: float = 0.0
-    loss_type: str = "dapo"
-    importance_sampling_level: str = "token"
-    logging_steps: int = 5
-    save_steps: int = 100
-    max_train_samples: int = -1
-    rollout_engine: str = "eager"
-    rollout_batch_steps: int = 0
-    vllm_mode: str = "colocate"
-    vllm_gpu_memory_utilization: float = 0.3
+def settings_from(namespace: Mapping[str, Any]) -> GRPOParams:
+    """The GRPO parameters declared in a namespace (a notebook's globals)."""
+    return pick(GRPOParams, namespace)
 
 
-def settings_from(namespace: Mapping[str, Any]) -> GRPOSettings:
-    """Pick GRPOSettings' fields out of a namespace (a notebook's globals, a params dict)."""
-    return GRPOSettings.from_namespace(namespace)
+def settings_from_params(values: Mapping[str, Any]) -> GRPOParams:
+    """The GRPO parameters from a resolved params mapping; unknown names are an error."""
+    return build(GRPOParams, values, where="grpo")
 
 
-def train(settings: GRPOSettings) -> dict[str, Any]:
+def train(settings: GRPOParams) -> dict[str, Any]:
     """Run GRPO end to end from the SFT checkpoint (this process, or one torchrun rank); return the summary."""
     from medlib import data, models
     from medlib.pipeline import workspace
@@ -161,7 +140,7 @@ def train(settings: GRPOSettings) -> dict[str, Any]:
     backend, paths = begin_stage(settings, "grpo")
     start = settings.init_checkpoint or str(paths["sft_final"])
     model, processor, backend, parameter_counts, cache = trainable_model(settings, start, backend,
-                                                                         models.LoraSettings())
+                                                                         models.lora_params_of(settings))
     records = data.read_records(workspace.split_path(settings.data_dir, "train"))
     records = records if settings.max_train_samples < 0 else records[:settings.max_train_samples]
     dataset = data.to_dataset(data.grpo_rows(records, settings.data_dir, image_size=settings.image_size,
@@ -172,18 +151,11 @@ def train(settings: GRPOSettings) -> dict[str, Any]:
         settings.rollout_engine, backend=backend, rollout_batch_steps=settings.rollout_batch_steps,
         gradient_accumulation_steps=settings.gradient_accumulation_steps, vllm_mode=settings.vllm_mode,
         vllm_gpu_memory_utilization=settings.vllm_gpu_memory_utilization)
+    from trl import GRPOConfig
+
     config = build_grpo_config(
-        paths["grpo"], seed=settings.seed, reward_weights=weights, report_to=settings.report_to,
-        learning_rate=settings.learning_rate, lr_scheduler_type=settings.lr_scheduler_type,
-        warmup_steps=settings.warmup_steps, max_steps=settings.max_steps,
-        per_device_train_batch_size=settings.per_device_train_batch_size,
-        gradient_accumulation_steps=settings.gradient_accumulation_steps, num_generations=settings.num_generations,
-        max_completion_length=settings.max_completion_length, temperature=settings.temperature, beta=settings.beta,
-        loss_type=settings.loss_type, importance_sampling_level=settings.importance_sampling_level,
-        gradient_checkpointing=settings.gradient_checkpointing, logging_steps=settings.logging_steps,
-        log_completions=settings.report_to in ("wandb", "trackio"),  # completion tables; also printed per log
-        save_strategy="steps" if settings.save_steps > 0 else "no",
-        save_steps=settings.save_steps or 500, **engine_fields)
+        paths["grpo"], **{**trl_fields(settings, GRPOConfig), "reward_weights": weights, **engine_fields},
+        log_completions=settings.report_to in ("wandb", "trackio"))  # completion tables for those trackers only
     trainer = make_grpo_trainer(model, processor, config, dataset, reward_funcs)
     if settings.rollout_engine == "compiled":
         rollouts.enable_compiled_decoding(trainer)
@@ -199,10 +171,11 @@ def train(settings: GRPOSettings) -> dict[str, Any]:
     if trainer.is_world_process_zero():
         models.save_checkpoint(trainer.model, processor, paths["grpo_final"])
         atomic_write_json(paths["grpo"] / RESULT_FILE, summary)
+        summary = workspace.finish_stage(paths["grpo"], summary)  # replaces runs/<exp>/grpo now it is complete
     return summary
 
 
-def run(settings: GRPOSettings) -> dict[str, Any]:
+def run(settings: GRPOParams) -> dict[str, Any]:
     """Train in this process, or launch `num_processes` ranks with torchrun and read rank 0's summary."""
     if settings.num_processes <= 1:
         return train(settings)

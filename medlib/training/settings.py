@@ -1,7 +1,8 @@
 """What the training stages share: the parameters of the `common:` block and model loading, and their start."""
 from __future__ import annotations
 
-import shutil
+import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -42,7 +43,11 @@ class TrainingStageSettings:
 
 
 def begin_stage(settings: TrainingStageSettings, stage: str) -> tuple[str, dict[str, Path]]:
-    """Activate the backend, seed, quiet known warnings, and (rank 0) clear the stage folder unless resuming."""
+    """Activate the backend, seed, quiet known warnings, and set up the stage's staging folder.
+
+    The returned paths[stage] and paths[stage + "_final"] point into runs/<exp>/<stage>.incomplete: the run
+    trains and saves there, and `medlib.pipeline.workspace.finish_stage` swaps it into place when complete.
+    """
     from medlib import models
     from medlib.pipeline import workspace
     from medlib.training.launch import is_main_process
@@ -51,8 +56,22 @@ def begin_stage(settings: TrainingStageSettings, stage: str) -> tuple[str, dict[
     workspace.seed_everything(settings.seed)
     workspace.quiet_checkpointing_renames()
     paths = workspace.stage_paths(settings.runs_dir)
-    if not settings.resume and paths[stage].exists() and is_main_process():
-        shutil.rmtree(paths[stage])
+    # One id per torchrun launch: the other ranks wait until rank 0 has prepared this launch's folder.
+    launch = os.environ.get("TORCHELASTIC_RUN_ID", "")
+    ready = workspace.staging_dir(paths[stage]).with_name(f".{stage}.prepared")
+    if is_main_process():
+        ready.unlink(missing_ok=True)
+        staging, note = workspace.prepare_staging(paths[stage], settings.resume)
+        print(f"[medlib] {stage}: {note}", flush=True)
+        ready.write_text(launch)
+    else:
+        staging = workspace.staging_dir(paths[stage])
+        deadline = time.monotonic() + 600
+        while not (ready.exists() and ready.read_text() == launch):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{ready}: rank 0 did not prepare {staging} within 600 s")
+            time.sleep(0.2)
+    paths[stage], paths[f"{stage}_final"] = staging, staging / "final"
     return backend, paths
 
 

@@ -3,15 +3,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import EarlyStoppingCallback, TrainerCallback
 
+from medlib.pipeline.declaration import build, pick
 from medlib.training.launch import RESULT_FILE, base_model_for_rank
-from medlib.training.settings import TrainingStageSettings, begin_stage, trainable_model
+from medlib.training.params import SFTParams
+from medlib.training.settings import begin_stage, trainable_model
+from medlib.training.trl_config import trl_fields
 
 # Qwen chat markers that Unsloth's collator uses to keep the loss on assistant turns only.
 INSTRUCTION_PART = "<|im_start|>user\n"
@@ -92,50 +95,20 @@ def training_summary(trainer: Any) -> dict[str, Any]:
     }
 
 
-@dataclass
-class SFTSettings(TrainingStageSettings):
-    """Every parameter of notebooks/20_sft.ipynb: one run of supervised fine-tuning."""
-
-    r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    target_modules: list = field(default_factory=list)
-    finetune_vision_layers: bool = False
-    finetune_language_layers: bool = True
-    finetune_attention_modules: bool = True
-    finetune_mlp_modules: bool = True
-    learning_rate: float = 1e-4
-    lr_scheduler_type: str = "cosine"
-    warmup_steps: float = 0.1
-    num_train_epochs: float = 1.0
-    max_steps: int = -1
-    per_device_train_batch_size: int = 2
-    gradient_accumulation_steps: int = 8
-    weight_decay: float = 0.0
-    logging_steps: int = 10
-    eval_steps: int = 200
-    save_steps: int = 200
-    save_total_limit: int = 2
-    max_train_samples: int = -1
-    max_eval_samples: int = 200
-    curriculum: str = "none"
-    early_stopping_patience: int = 0
-    best_metric: str = "eval_loss"
-    generation_eval_steps: int = 0
-    generation_eval_samples: int = 64
-    save_merged: bool = False
-    dataloader_num_workers: int = 0
+def settings_from(namespace: Mapping[str, Any]) -> SFTParams:
+    """The SFT parameters declared in a namespace (a notebook's globals)."""
+    return pick(SFTParams, namespace)
 
 
-def settings_from(namespace: Mapping[str, Any]) -> SFTSettings:
-    """Pick SFTSettings' fields out of a namespace (a notebook's globals, a params dict)."""
-    return SFTSettings.from_namespace(namespace)
+def settings_from_params(values: Mapping[str, Any]) -> SFTParams:
+    """The SFT parameters from a resolved params mapping; unknown names are an error."""
+    return build(SFTParams, values, where="sft")
 
 
 class GenerationEvalCallback(TrainerCallback):
     """Every N steps: generate on a validation slice, log `eval_task_accuracy`, keep the best model."""
 
-    def __init__(self, processor: Any, records: list[dict[str, Any]], settings: SFTSettings, best_dir: Path):
+    def __init__(self, processor: Any, records: list[dict[str, Any]], settings: SFTParams, best_dir: Path):
         self.processor, self.records, self.settings, self.best_dir = processor, records, settings, best_dir
         self.best: float | None = None
 
@@ -162,7 +135,7 @@ class GenerationEvalCallback(TrainerCallback):
         return control
 
 
-def _rows(settings: SFTSettings, split: str, limit: int, style: str):
+def _rows(settings: SFTParams, split: str, limit: int, style: str):
     """Training rows of one split as a Dataset (curriculum order for the training split)."""
     from medlib import data
     from medlib.pipeline import workspace
@@ -177,7 +150,7 @@ def _rows(settings: SFTSettings, split: str, limit: int, style: str):
     return data.to_dataset(rows), records
 
 
-def train(settings: SFTSettings) -> dict[str, Any]:
+def train(settings: SFTParams) -> dict[str, Any]:
     """Run SFT end to end (in this process, or one rank of a torchrun job); return the summary."""
     from medlib import data, models
     from medlib.pipeline import workspace
@@ -186,32 +159,20 @@ def train(settings: SFTSettings) -> dict[str, Any]:
     backend, paths = begin_stage(settings, "sft")
     base_id = base_model_for_rank(settings.model_id, settings.tiny_arch, image_size=settings.image_size,
                                   seed=settings.seed)
-    lora = models.LoraSettings(
-        r=settings.r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
-        target_modules=list(settings.target_modules), finetune_vision_layers=settings.finetune_vision_layers,
-        finetune_language_layers=settings.finetune_language_layers,
-        finetune_attention_modules=settings.finetune_attention_modules,
-        finetune_mlp_modules=settings.finetune_mlp_modules)
+    lora = models.lora_params_of(settings)
     model, processor, backend, parameter_counts, cache = trainable_model(settings, base_id, backend, lora)
     style = "messages" if backend == "unsloth" else "prompt_completion"
     train_dataset, _ = _rows(settings, "train", settings.max_train_samples, style)
     evaluating = settings.eval_steps > 0
     eval_dataset = _rows(settings, "validation", settings.max_eval_samples, style)[0] if evaluating else None
     keep_best = settings.early_stopping_patience > 0 and settings.best_metric == "eval_loss"
+    from trl import SFTConfig
+
     config = build_sft_config(
-        paths["sft"], backend=backend, seed=settings.seed, report_to=settings.report_to,
-        learning_rate=settings.learning_rate, lr_scheduler_type=settings.lr_scheduler_type,
-        warmup_steps=settings.warmup_steps, num_train_epochs=settings.num_train_epochs,
-        max_steps=settings.max_steps, per_device_train_batch_size=settings.per_device_train_batch_size,
+        paths["sft"], backend=backend, **trl_fields(settings, SFTConfig),
         per_device_eval_batch_size=settings.per_device_train_batch_size,
-        gradient_accumulation_steps=settings.gradient_accumulation_steps,
-        gradient_checkpointing=settings.gradient_checkpointing, weight_decay=settings.weight_decay,
-        logging_steps=settings.logging_steps, eval_strategy="steps" if evaluating else "no",
-        eval_steps=settings.eval_steps or None,
-        save_strategy="steps" if settings.save_steps > 0 else "no", save_steps=settings.save_steps or 500,
-        save_total_limit=settings.save_total_limit, load_best_model_at_end=keep_best,
-        dataloader_num_workers=settings.dataloader_num_workers,
-        metric_for_best_model="eval_loss" if keep_best else None, greater_is_better=False if keep_best else None,
+        load_best_model_at_end=keep_best, metric_for_best_model="eval_loss" if keep_best else None,
+        greater_is_better=False if keep_best else None,
         **({"train_sampling_strategy": "sequential"} if settings.curriculum not in ("none", "shuffle") else {}))
     callbacks: list = []
     if keep_best:
@@ -233,10 +194,11 @@ def train(settings: SFTSettings) -> dict[str, Any]:
         if settings.save_merged and settings.finetune_mode == "lora":
             models.save_checkpoint(trainer.model, processor, paths["sft"] / "merged", merged=True)
         atomic_write_json(paths["sft"] / RESULT_FILE, summary)
+        summary = workspace.finish_stage(paths["sft"], summary)  # replaces runs/<exp>/sft now it is complete
     return summary
 
 
-def run(settings: SFTSettings) -> dict[str, Any]:
+def run(settings: SFTParams) -> dict[str, Any]:
     """Train in this process, or launch `num_processes` ranks with torchrun and read rank 0's summary."""
     if settings.num_processes <= 1:
         return train(settings)

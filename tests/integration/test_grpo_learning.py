@@ -31,7 +31,7 @@ def _load(path: Path):
     """Tiny checkpoint prepared for full fine-tuning."""
     model, processor, backend = models.load_model(str(path), backend="hf", full_finetuning=True,
                                                   min_pixels=IMAGE_SIZE**2, max_pixels=IMAGE_SIZE**2)
-    return models.prepare_for_training(model, backend, "full", models.LoraSettings()), processor
+    return models.prepare_for_training(model, backend, "full", models.LoraParams()), processor
 
 
 @pytest.fixture(scope="module")

@@ -56,7 +56,7 @@ def test_starts_with_a_title_and_ends_by_recording(path: Path):
     all_cells = cells(path)
     assert all_cells[0]["cell_type"] == "markdown" and source(all_cells[0]).startswith(f"# {path.stem[:2]} · ")
     last_code = [c for c in all_cells if c["cell_type"] == "code"][-1]
-    assert f'record.update_metrics(results_dir, "{path.stem}"' in source(last_code)
+    assert f'results.update_metrics(results_dir, "{path.stem}"' in source(last_code)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -74,16 +74,11 @@ def test_every_experiment_file_validates_against_the_notebooks(path: Path):
     validate_experiment(load_experiment(path), stages)
 
 
-@pytest.mark.parametrize(("stem", "settings_class"), [("20_sft", "medlib.training.sft.SFTSettings"),
-                                                       ("30_grpo", "medlib.training.grpo.GRPOSettings")])
-def test_training_settings_cover_exactly_the_notebook_parameters(stem: str, settings_class: str) -> None:
-    """A parameter the notebook declares but its settings dataclass lacks would be silently ignored."""
-    import dataclasses
-    import importlib
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_parameters_cell_is_the_stage_declaration(path: Path) -> None:
+    """Names, types, defaults and help of the cell equal the declaration (`medlib notebook-params --write`)."""
+    from medlib.pipeline.declaration import declaration
+    from medlib.pipeline.notebook_cells import cell_drift
 
-    from medlib.pipeline.config import notebook_parameters
-
-    module, name = settings_class.rsplit(".", 1)
-    settings = getattr(importlib.import_module(module), name)
-    declared = set(notebook_parameters(ROOT / "notebooks" / f"{stem}.ipynb"))
-    assert {f.name for f in dataclasses.fields(settings)} == declared
+    block = path.stem.split("_", 1)[1]
+    assert cell_drift(path, declaration(block)) == []

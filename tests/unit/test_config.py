@@ -22,13 +22,13 @@ from medlib.pipeline.config import (
 
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
 
-EXPLORATION_PARAMETERS = """\
+PREP_PARAMETERS = """\
 seed: int = 0  # random seed
 model_id: str = "tiny"  # model to load
 samples: int = 5  # records to show
 """
 
-SFT_PARAMETERS = """\
+FIT_PARAMETERS = """\
 seed: int = 0  # random seed
 model_id: str = "tiny"  # model to load
 learning_rate: float = 2e-4  # AdamW learning rate
@@ -62,8 +62,8 @@ def write_notebook(path: Path, parameters: str) -> Path:
 def notebooks(tmp_path: Path) -> Path:
     """notebooks/ with two stages and files that are not stages."""
     directory = tmp_path / "notebooks"
-    write_notebook(directory / "20_sft.ipynb", SFT_PARAMETERS)
-    write_notebook(directory / "10_data_exploration.ipynb", EXPLORATION_PARAMETERS)
+    write_notebook(directory / "20_fit.ipynb", FIT_PARAMETERS)
+    write_notebook(directory / "10_prep.ipynb", PREP_PARAMETERS)
     write_notebook(directory / "scratch.ipynb", "x: int = 1")
     write_notebook(directory / "3_short.ipynb", "x: int = 1")
     return directory
@@ -91,22 +91,22 @@ def load(tmp_path: Path, notebooks: Path, data: object, overrides: tuple[str, ..
 def test_discover_stages_keeps_numbered_notebooks_sorted(notebooks: Path) -> None:
     stages = discover_stages(notebooks)
     assert [(s.stem, s.block, s.path.name) for s in stages] == [
-        ("10_data_exploration", "data_exploration", "10_data_exploration.ipynb"),
-        ("20_sft", "sft", "20_sft.ipynb"),
+        ("10_prep", "prep", "10_prep.ipynb"),
+        ("20_fit", "fit", "20_fit.ipynb"),
     ]
 
 
 def test_discover_stages_rejects_missing_dir_and_shared_blocks(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not found"):
         discover_stages(tmp_path / "absent")
-    write_notebook(tmp_path / "nb" / "20_sft.ipynb", "x: int = 1")
-    write_notebook(tmp_path / "nb" / "25_sft.ipynb", "x: int = 1")
-    with pytest.raises(ConfigError, match="20_sft and 25_sft"):
+    write_notebook(tmp_path / "nb" / "20_fit.ipynb", "x: int = 1")
+    write_notebook(tmp_path / "nb" / "25_fit.ipynb", "x: int = 1")
+    with pytest.raises(ConfigError, match="20_fit and 25_fit"):
         discover_stages(tmp_path / "nb")
 
 
 def test_notebook_parameters_reads_types_defaults_and_help(notebooks: Path) -> None:
-    specs = notebook_parameters(notebooks / "20_sft.ipynb")
+    specs = notebook_parameters(notebooks / "20_fit.ipynb")
     assert list(specs)[:3] == ["seed", "model_id", "learning_rate"]
     assert specs["learning_rate"].type_name == "float"
     assert specs["learning_rate"].default == "2e-4"
@@ -119,7 +119,7 @@ def test_notebook_parameters_reads_types_defaults_and_help(notebooks: Path) -> N
 
 
 def test_notebook_parameters_rereads_an_edited_notebook(notebooks: Path) -> None:
-    path = notebooks / "10_data_exploration.ipynb"
+    path = notebooks / "10_prep.ipynb"
     assert "samples" in notebook_parameters(path)
     write_notebook(path, "seed: int = 0\nrows: int = 3  # rows to print, a longer line\n")
     assert list(notebook_parameters(path)) == ["seed", "rows"]
@@ -128,29 +128,29 @@ def test_notebook_parameters_rereads_an_edited_notebook(notebooks: Path) -> None
 def test_common_and_block_merge_with_block_winning(tmp_path: Path, notebooks: Path) -> None:
     data = {
         "common": {"experiment": "exp", "seed": 1, "model_id": "m", "samples": 9},
-        "sft": {"seed": 7, "max_steps": 5},
+        "fit": {"seed": 7, "max_steps": 5},
     }
     experiment, stages, problems = load(tmp_path, notebooks, data)
     assert problems == []
-    exploration, sft = stages
+    exploration, fit = stages
     assert stage_parameters(experiment, exploration) == {"seed": 1, "model_id": "m", "samples": 9}
-    assert stage_parameters(experiment, sft) == {"seed": 7, "model_id": "m", "max_steps": 5}
+    assert stage_parameters(experiment, fit) == {"seed": 7, "model_id": "m", "max_steps": 5}
     resolved = resolved_parameters(experiment, stages)
-    assert list(resolved) == ["10_data_exploration", "20_sft"]
+    assert list(resolved) == ["10_prep", "20_fit"]
     # Notebook declaration order, not YAML order.
-    assert list(resolved["20_sft"]) == ["seed", "model_id", "max_steps"]
+    assert list(resolved["20_fit"]) == ["seed", "model_id", "max_steps"]
 
 
 def test_unknown_block_key_names_file_notebook_and_suggestion(
     tmp_path: Path, notebooks: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    data = {"common": {"experiment": "exp"}, "sft": {"learing_rate": 0.1}}
+    data = {"common": {"experiment": "exp"}, "fit": {"learing_rate": 0.1}}
     experiment = load_experiment(write_params(tmp_path, data))
     with pytest.raises(ConfigError) as raised:
         stage_parameters(experiment, discover_stages("notebooks")[1])
     assert str(raised.value) == (
-        "params/exp.yaml: sft.learing_rate: unknown parameter for notebooks/20_sft.ipynb "
+        "params/exp.yaml: fit.learing_rate: unknown parameter for notebooks/20_fit.ipynb "
         "(did you mean learning_rate?)"
     )
 
@@ -158,20 +158,20 @@ def test_unknown_block_key_names_file_notebook_and_suggestion(
 @pytest.mark.parametrize(
     ("block", "message"),
     [
-        ({"max_steps": "many"}, "sft.max_steps: expected int, got str ('many')"),
-        ({"max_steps": True}, "sft.max_steps: expected int, got bool (True)"),
-        ({"learning_rate": False}, "sft.learning_rate: expected float, got bool (False)"),
-        ({"model_id": 3}, "sft.model_id: expected str, got int (3)"),
-        ({"tasks": "vqa"}, "sft.tasks: expected list, got str ('vqa')"),
-        ({"lora_targets": ["q", 1]}, "sft.lora_targets[1]: expected str, got int (1)"),
-        ({"report_to": 3}, "sft.report_to: expected str, got int (3)"),
-        ({"warmup_ratio": "soon"}, "sft.warmup_ratio: expected float, got str ('soon')"),
+        ({"max_steps": "many"}, "fit.max_steps: expected int, got str ('many')"),
+        ({"max_steps": True}, "fit.max_steps: expected int, got bool (True)"),
+        ({"learning_rate": False}, "fit.learning_rate: expected float, got bool (False)"),
+        ({"model_id": 3}, "fit.model_id: expected str, got int (3)"),
+        ({"tasks": "vqa"}, "fit.tasks: expected list, got str ('vqa')"),
+        ({"lora_targets": ["q", 1]}, "fit.lora_targets[1]: expected str, got int (1)"),
+        ({"report_to": 3}, "fit.report_to: expected str, got int (3)"),
+        ({"warmup_ratio": "soon"}, "fit.warmup_ratio: expected float, got str ('soon')"),
     ],
 )
 def test_wrong_types_name_key_expected_and_given(
     tmp_path: Path, notebooks: Path, block: dict, message: str
 ) -> None:
-    _, _, problems = load(tmp_path, notebooks, {"common": {"experiment": "e"}, "sft": block})
+    _, _, problems = load(tmp_path, notebooks, {"common": {"experiment": "e"}, "fit": block})
     assert len(problems) == 1
     assert problems[0].endswith(message)
     assert "exp.yaml: " in problems[0]
@@ -180,15 +180,15 @@ def test_wrong_types_name_key_expected_and_given(
 def test_float_from_string_int_to_float_and_none_for_optional(
     tmp_path: Path, notebooks: Path
 ) -> None:
-    text = "common:\n  experiment: e\nsft:\n  learning_rate: 1e-4\n  warmup_ratio: 1\n"
-    assert yaml.safe_load(text)["sft"]["learning_rate"] == "1e-4"  # YAML 1.1 needs a dot
+    text = "common:\n  experiment: e\nfit:\n  learning_rate: 1e-4\n  warmup_ratio: 1\n"
+    assert yaml.safe_load(text)["fit"]["learning_rate"] == "1e-4"  # YAML 1.1 needs a dot
     experiment, stages, problems = load(tmp_path, notebooks, text)
     assert problems == []
     params = stage_parameters(experiment, stages[1])
     assert params["learning_rate"] == pytest.approx(1e-4)
     assert isinstance(params["warmup_ratio"], float)
     experiment, stages, problems = load(
-        tmp_path, notebooks, text, ("sft.warmup_ratio=null", "sft.report_to=null")
+        tmp_path, notebooks, text, ("fit.warmup_ratio=null", "fit.report_to=null")
     )
     assert problems == []
     assert stage_parameters(experiment, stages[1])["warmup_ratio"] is None
@@ -217,12 +217,12 @@ def test_coerce_accepts(type_name: str, value: object, expected: object) -> None
 
 
 def test_unknown_block_is_reported_with_suggestion(tmp_path: Path, notebooks: Path) -> None:
-    data = {"common": {"experiment": "e"}, "sfft": {"max_steps": 1}}
+    data = {"common": {"experiment": "e"}, "fitt": {"max_steps": 1}}
     _, _, problems = load(tmp_path, notebooks, data)
     assert len(problems) == 1
-    assert "sfft: no notebook stage has this block" in problems[0]
-    assert "(did you mean sft?)" in problems[0]
-    with pytest.raises(ConfigError, match="sfft"):
+    assert "fitt: no notebook stage has this block" in problems[0]
+    assert "(did you mean fit?)" in problems[0]
+    with pytest.raises(ConfigError, match="fitt"):
         load_experiment(write_params(tmp_path, data), stages=discover_stages(notebooks))
 
 
@@ -232,7 +232,7 @@ def test_unknown_common_key_and_duplicated_type_error(tmp_path: Path, notebooks:
     # seed is declared by both notebooks but its type error is reported once.
     assert len(problems) == 2
     assert problems[0].endswith(
-        f"common.sead: not a parameter of any notebook in {notebooks} (did you mean seed?)"
+        f"common.sead: not a parameter of any of the stages (did you mean seed?)"
     )
     assert problems[1].endswith("common.seed: expected int, got str ('one')")
 
@@ -240,33 +240,33 @@ def test_unknown_common_key_and_duplicated_type_error(tmp_path: Path, notebooks:
 def test_all_problems_are_reported_at_once(tmp_path: Path, notebooks: Path) -> None:
     data = {
         "common": {"experiment": "e", "colour": "red"},
-        "sft": {"max_steps": 1.5, "learing_rate": 1},
-        "data_exploration": {"samples": "all"},
+        "fit": {"max_steps": 1.5, "learing_rate": 1},
+        "prep": {"samples": "all"},
         "grpo": {"beta": 0.0},
     }
     _, _, problems = load(tmp_path, notebooks, data)
     assert len(problems) == 5
     assert all(line.startswith(str(tmp_path / "params" / "exp.yaml")) for line in problems)
     joined = "\n".join(problems)
-    for fragment in ("grpo:", "common.colour", "sft.learing_rate", "sft.max_steps", "samples"):
+    for fragment in ("grpo:", "common.colour", "fit.learing_rate", "fit.max_steps", "samples"):
         assert fragment in joined
 
 
 @pytest.mark.parametrize(
     ("override", "block", "key", "value"),
     [
-        ("sft.max_steps=5", "sft", "max_steps", 5),
+        ("fit.max_steps=5", "fit", "max_steps", 5),
         ("common.seed=1", "common", "seed", 1),
         ("inference.tasks=[a,b]", "inference", "tasks", ["a", "b"]),
-        ("sft.model_id=org/model=v2", "sft", "model_id", "org/model=v2"),
-        ("sft.report_to=", "sft", "report_to", None),
+        ("fit.model_id=org/model=v2", "fit", "model_id", "org/model=v2"),
+        ("fit.report_to=", "fit", "report_to", None),
     ],
 )
 def test_overrides_are_parsed_as_yaml(
     tmp_path: Path, override: str, block: str, key: str, value: object
 ) -> None:
     experiment = load_experiment(
-        write_params(tmp_path, {"common": {"experiment": "e"}, "sft": {"max_steps": 9}}),
+        write_params(tmp_path, {"common": {"experiment": "e"}, "fit": {"max_steps": 9}}),
         [override],
     )
     target = experiment.common if block == "common" else experiment.blocks[block]
@@ -274,7 +274,7 @@ def test_overrides_are_parsed_as_yaml(
 
 
 @pytest.mark.parametrize(
-    "override", ["sft.max_steps", "max_steps=5", ".x=1", "sft.=1", "sft.a.b=1", "sft.x=[1"]
+    "override", ["fit.max_steps", "max_steps=5", ".x=1", "fit.=1", "fit.a.b=1", "fit.x=[1"]
 )
 def test_malformed_overrides_are_rejected(tmp_path: Path, override: str) -> None:
     path = write_params(tmp_path, {"common": {"experiment": "e"}})
@@ -294,10 +294,10 @@ def test_override_can_rename_the_experiment(tmp_path: Path) -> None:
     ("text", "message"),
     [
         ("- a\n- b\n", "expected a mapping of blocks, got list"),
-        ("sft:\n  max_steps: 1\n", "common: missing block"),
+        ("fit:\n  max_steps: 1\n", "common: missing block"),
         ("common:\n  seed: 1\n", "common.experiment: missing"),
         ("common: [1]\n", "common: expected a mapping, got list"),
-        ("common:\n  experiment: e\nsft: {}\nsft: {}\n", "duplicate key 'sft'"),
+        ("common:\n  experiment: e\nfit: {}\nfit: {}\n", "duplicate key 'fit'"),
         ("common: {experiment: e\n", "invalid YAML"),
     ],
 )
@@ -310,7 +310,7 @@ def test_malformed_files_are_rejected(tmp_path: Path, text: str, message: str) -
 def test_missing_file_and_empty_block(tmp_path: Path, notebooks: Path) -> None:
     with pytest.raises(ConfigError, match="absent.yaml: experiment file not found"):
         load_experiment(tmp_path / "absent.yaml")
-    experiment, stages, problems = load(tmp_path, notebooks, "common:\n  experiment: e\nsft:\n")
+    experiment, stages, problems = load(tmp_path, notebooks, "common:\n  experiment: e\nfit:\n")
     assert problems == []
-    assert experiment.blocks == {"sft": {}}
+    assert experiment.blocks == {"fit": {}}
     assert stage_parameters(experiment, stages[1]) == {}

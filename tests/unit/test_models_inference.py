@@ -14,7 +14,7 @@ from medlib import models
 from medlib.data import load_record_images, prompts, read_records
 from medlib.data.synthetic import make_split
 from medlib.evaluation import inference
-from medlib.models import LoraSettings, lora_target_regex, prepare_for_training, save_checkpoint
+from medlib.models import LoraParams, lora_target_regex, prepare_for_training, save_checkpoint
 from medlib.models.tiny import build_tiny_model
 
 LANGUAGE_TARGETS = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
@@ -129,31 +129,31 @@ def arch_model(request, tmp_path_factory):
 def test_default_lora_targets_the_language_model_only(arch_model) -> None:
     expected = linear_names(arch_model, ".language_model.", LANGUAGE_TARGETS)
     assert len(expected) == 2 * len(LANGUAGE_TARGETS)  # two decoder layers
-    assert matched(arch_model, lora_target_regex(LoraSettings())) == expected
+    assert matched(arch_model, lora_target_regex(LoraParams())) == expected
     vision = linear_names(arch_model, ".visual.blocks.")
-    assert vision and not vision & matched(arch_model, lora_target_regex(LoraSettings()))
+    assert vision and not vision & matched(arch_model, lora_target_regex(LoraParams()))
 
 
 def test_vision_switch_adds_the_vision_blocks(arch_model) -> None:
     language = linear_names(arch_model, ".language_model.", LANGUAGE_TARGETS)
     vision = linear_names(arch_model, ".visual.blocks.")
     assert len(vision) >= 8  # qkv, proj and the MLP of two blocks
-    both = LoraSettings(finetune_vision_layers=True)
+    both = LoraParams(finetune_vision_layers=True)
     assert matched(arch_model, lora_target_regex(both)) == language | vision
-    only_vision = LoraSettings(finetune_vision_layers=True, finetune_language_layers=False)
+    only_vision = LoraParams(finetune_vision_layers=True, finetune_language_layers=False)
     assert matched(arch_model, lora_target_regex(only_vision)) == vision
 
 
 def test_lora_module_switches(arch_model) -> None:
-    attention = LoraSettings(finetune_mlp_modules=False)
+    attention = LoraParams(finetune_mlp_modules=False)
     assert matched(arch_model, lora_target_regex(attention)) == linear_names(
         arch_model, ".language_model.", {"q_proj", "k_proj", "v_proj", "o_proj"})
-    explicit = LoraSettings(target_modules=["v_proj"])
+    explicit = LoraParams(target_modules=["v_proj"])
     assert matched(arch_model, lora_target_regex(explicit)) == linear_names(arch_model, ".language_model.", {"v_proj"})
     with pytest.raises(ValueError, match="targets nothing"):
-        lora_target_regex(LoraSettings(finetune_attention_modules=False, finetune_mlp_modules=False))
+        lora_target_regex(LoraParams(finetune_attention_modules=False, finetune_mlp_modules=False))
     with pytest.raises(ValueError, match="targets nothing"):
-        lora_target_regex(LoraSettings(finetune_language_layers=False))
+        lora_target_regex(LoraParams(finetune_language_layers=False))
 
 
 # ---- training modes and checkpoints ----------------------------------------------------------------
@@ -161,27 +161,27 @@ def test_lora_module_switches(arch_model) -> None:
 
 def test_lora_trains_only_language_model_adapters(fresh) -> None:
     model, _ = fresh
-    peft_model = prepare_for_training(model, "hf", "lora", LoraSettings(r=4, lora_alpha=8))
+    peft_model = prepare_for_training(model, "hf", "lora", LoraParams(r=4, lora_alpha=8))
     trainable = [name for name, p in peft_model.named_parameters() if p.requires_grad]
     assert len(trainable) == 2 * 2 * len(LANGUAGE_TARGETS)  # lora_A and lora_B per target, two layers
     assert all("lora_" in name and ".language_model." in name for name in trainable)
     counts = models.count_parameters(peft_model)
     assert 0 < counts["trainable"] < counts["total"] / 10
     # An adapter model (GRPO after SFT) is kept as it is.
-    assert prepare_for_training(peft_model, "hf", "lora", LoraSettings()) is peft_model
+    assert prepare_for_training(peft_model, "hf", "lora", LoraParams()) is peft_model
 
 
 def test_full_and_none_modes(fresh) -> None:
     model, _ = fresh
     for parameter in model.parameters():
         parameter.requires_grad_(False)
-    assert prepare_for_training(model, "hf", "none", LoraSettings()) is model
+    assert prepare_for_training(model, "hf", "none", LoraParams()) is model
     assert models.count_parameters(model)["trainable"] == 0
-    full = prepare_for_training(model, "hf", "full", LoraSettings())
+    full = prepare_for_training(model, "hf", "full", LoraParams())
     counts = models.count_parameters(full)
     assert counts["trainable"] == counts["total"] > 0
     with pytest.raises(ValueError, match="'qlora'"):
-        prepare_for_training(model, "hf", "qlora", LoraSettings())
+        prepare_for_training(model, "hf", "qlora", LoraParams())
 
 
 def logits_of(model, processor, root: Path, records: list[dict]) -> torch.Tensor:
@@ -194,7 +194,7 @@ def logits_of(model, processor, root: Path, records: list[dict]) -> torch.Tensor
 def test_lora_checkpoint_round_trip(fresh, tiny_dir, data, tmp_path: Path) -> None:
     model, processor = fresh
     root, _, test = data
-    peft_model = prepare_for_training(model, "hf", "lora", LoraSettings(r=4, lora_alpha=8)).eval()
+    peft_model = prepare_for_training(model, "hf", "lora", LoraParams(r=4, lora_alpha=8)).eval()
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():  # lora_B starts at zero: give the adapter an effect worth saving
         for name, parameter in peft_model.named_parameters():

@@ -28,7 +28,7 @@ def tiny(request, tmp_path_factory) -> tuple:
     """A tiny model with LoRA on the language model (vision frozen) and its processor."""
     path = build_tiny_model(tmp_path_factory.mktemp(request.param) / "m", request.param, image_size=SIZE)
     model, processor, backend = models.load_model(str(path), backend="hf", min_pixels=SIZE**2, max_pixels=SIZE**2)
-    model = models.prepare_for_training(model, backend, "lora", models.LoraSettings(r=4, lora_alpha=8))
+    model = models.prepare_for_training(model, backend, "lora", models.LoraParams(r=4, lora_alpha=8, lora_dropout=0.0))
     return model, load_processor(str(path), min_pixels=SIZE**2, max_pixels=SIZE**2)
 
 
@@ -90,7 +90,7 @@ def test_a_trainable_vision_tower_is_never_served_from_the_cache(tmp_path: Path)
     path = build_tiny_model(tmp_path / "m", image_size=SIZE)
     model, processor, backend = models.load_model(str(path), backend="hf", full_finetuning=True,
                                                   min_pixels=SIZE**2, max_pixels=SIZE**2)
-    model = models.prepare_for_training(model, backend, "full", models.LoraSettings())
+    model = models.prepare_for_training(model, backend, "full", models.LoraParams())
     cache = vision_cache.attach_vision_cache(model)
     batch = _batch(load_processor(str(path), min_pixels=SIZE**2, max_pixels=SIZE**2), [_image(0, 0)])
     model(**batch)

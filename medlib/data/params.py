@@ -1,0 +1,21 @@
+"""Parameters of notebook 10 (data exploration): where the records come from and what is shown."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from medlib.pipeline.common_params import ExperimentParams
+from medlib.pipeline.declaration import param
+
+
+@dataclass
+class DataExplorationParams(ExperimentParams):
+    """notebooks/10_data_exploration.ipynb: convert or generate the records, then look at them."""
+
+    data_source: str = param("records", "synthetic (generated offline) | records (converted files in data_dir)")
+    source_path: str = param("", "raw data set converted into data_dir first: FLARE 2025 layout, VQA set, Med-R1, Libra, chat JSONL (empty: none)")
+    source_format: str = param("auto", "auto | flare2025 | flare_xray_reports | hf_vqa | medr1 | libra | chat_jsonl | records")
+    strict: bool = param(False, "stop on any data problem instead of skipping and counting it")
+    synthetic_sizes: dict[str, int] = param({"train": 2000, "validation": 100, "test": 200}, "questions per split (synthetic only)")
+    synthetic_question_types: list[str] = param(["presence", "count"], "presence | count | side | findings | detect | instances | size | location | report | temporal")
+    n_examples_shown: int = param(8, "images shown in the gallery")
+    image_stats_limit: int = param(5000, "images whose size and mode feed the histograms (-1: all)")

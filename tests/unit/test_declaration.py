@@ -1,0 +1,104 @@
+"""One declaration per stage: the notebook cell, YAML validation, `medlib train` and the TRL configs derive from it."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from medlib.pipeline import declaration
+from medlib.pipeline.config import ConfigError, declared_stages, discover_stages, load_experiment, resolved_parameters
+from medlib.pipeline.notebook_cells import cell_drift, write_parameters_cell
+from medlib.training.command import stage_settings
+from medlib.training.params import GRPOParams, SFTParams
+from medlib.training.trl_config import trl_fields
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = ROOT / "params" / "tiny.yaml"
+
+
+def test_every_declared_parameter_has_a_type_and_help() -> None:
+    for block in declaration.STAGE_DECLARATIONS:
+        for spec in declaration.specs(declaration.declaration(block)).values():
+            assert spec.type_name and spec.help, f"{block}.{spec.name}"
+
+
+def test_same_yaml_gives_the_same_training_settings_through_run_and_train() -> None:
+    """`medlib run` resolves from the notebooks folder; `medlib train` from the declarations alone."""
+    overrides = ["sft.max_steps=7", "grpo.temperature=0.9"]
+    experiment = load_experiment(TINY, overrides)
+    through_run = resolved_parameters(experiment, discover_stages(ROOT / "notebooks"))
+    for block, stem in (("sft", "20_sft"), ("grpo", "30_grpo")):
+        through_train = stage_settings(block, str(TINY), overrides)
+        assert through_run[stem] == through_train
+        # and both are complete: every declared field, not only those the YAML sets
+        cls = declaration.declaration(block)
+        assert set(through_train) == {f.name for f in dataclasses.fields(cls)}
+    assert through_run["20_sft"]["max_steps"] == 7 and through_run["30_grpo"]["temperature"] == 0.9
+
+
+def test_runs_and_results_dirs_derive_from_the_experiment_name() -> None:
+    resolved = stage_settings("sft", str(TINY), ["common.experiment=other"])
+    assert (resolved["runs_dir"], resolved["results_dir"]) == ("runs/other", "results/other")
+    explicit = stage_settings("sft", str(TINY), ["common.runs_dir=/scratch/x"])
+    assert explicit["runs_dir"] == "/scratch/x" and explicit["results_dir"] == "results/tiny"
+
+
+def test_unknown_names_are_errors_everywhere() -> None:
+    with pytest.raises(ConfigError, match="sft.learnin_rate: unknown parameter.*did you mean learning_rate"):
+        stage_settings("sft", str(TINY), ["sft.learnin_rate=1"])
+    with pytest.raises(ValueError, match="unknown parameter.*colour"):
+        declaration.build(SFTParams, {"colour": "red"})
+    from medlib.training import grpo
+
+    with pytest.raises(ValueError, match="unrelated"):
+        grpo.settings_from_params({"unrelated": 1})
+    # a notebook's globals hold much else: picking the declared names is what the notebook wants
+    assert grpo.settings_from({"max_steps": 3, "unrelated": 1}).max_steps == 3
+
+
+def test_grpo_lora_is_a_parameter_shared_with_sft() -> None:
+    from medlib.models import lora_params_of
+
+    grpo_settings = declaration.build(GRPOParams, {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj"]})
+    lora = lora_params_of(grpo_settings)
+    assert (lora.r, lora.lora_alpha, lora.target_modules) == (4, 8, ["q_proj"])
+    lora_fields = {f.name for f in dataclasses.fields(type(lora))}
+    assert lora_fields <= {f.name for f in dataclasses.fields(SFTParams)}
+
+
+def test_trl_configs_receive_every_field_of_the_same_name() -> None:
+    from trl import GRPOConfig, SFTConfig
+
+    settings = declaration.build(SFTParams, {"learning_rate": 3e-4, "eval_steps": 0, "save_steps": 50,
+                                             "weight_decay": 0.01})
+    passed = trl_fields(settings, SFTConfig)
+    assert passed["learning_rate"] == 3e-4 and passed["weight_decay"] == 0.01
+    assert passed["eval_strategy"] == "no" and (passed["save_strategy"], passed["save_steps"]) == ("steps", 50)
+    assert "r" not in passed and "data_dir" not in passed
+    grpo_passed = trl_fields(declaration.build(GRPOParams, {"beta": 0.04, "loss_type": "dr_grpo"}), GRPOConfig)
+    assert (grpo_passed["beta"], grpo_passed["loss_type"]) == (0.04, "dr_grpo")
+
+
+@pytest.mark.parametrize(("edit", "expected"), [
+    (lambda s: s.replace("learning_rate: float = 0.0001", "learning_rate: float = 0.001"), "learning_rate: default"),
+    (lambda s: s.replace("learning_rate: float", "learning_rate: int"), "learning_rate: type_name"),
+    (lambda s: s.replace("# peak learning rate", "# learning rate"), "learning_rate: help"),
+    (lambda s: s.replace("save_merged:", "save_merge:"), "save_merged: declared but missing"),
+])
+def test_a_drifted_cell_is_detected(tmp_path: Path, edit, expected: str) -> None:
+    notebook = tmp_path / "20_sft.ipynb"
+    shutil.copy(ROOT / "notebooks" / "20_sft.ipynb", notebook)
+    data = json.loads(notebook.read_text())
+    cell = next(c for c in data["cells"] if "parameters" in c["metadata"].get("tags", []))
+    cell["source"] = edit("".join(cell["source"])).splitlines(keepends=True)
+    notebook.write_text(json.dumps(data))
+    assert any(expected in problem for problem in cell_drift(notebook, SFTParams))
+    assert write_parameters_cell(notebook, SFTParams) and cell_drift(notebook, SFTParams) == []
+
+
+def test_declared_stages_need_no_notebooks() -> None:
+    assert [s.block for s in declared_stages()] == list(declaration.STAGE_STEMS)
+    assert all(s.path is None for s in declared_stages())
