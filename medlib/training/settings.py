@@ -1,48 +1,15 @@
-"""What the training stages share: the parameters of the `common:` block and model loading, and their start."""
+"""How the training stages start: backend, seed, the stage folder, and the trainable model."""
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-SettingsT = TypeVar("SettingsT", bound="TrainingStageSettings")
-
-
-@dataclass
-class TrainingStageSettings:
-    """The fields every training stage has; each stage's dataclass adds its own."""
-
-    experiment: str = "experiment"
-    seed: int = 3407
-    data_dir: str = "data/records"
-    image_size: int = 448
-    runs_dir: str = "runs/experiment"
-    results_dir: str = "results/experiment"
-    model_id: str = "Qwen/Qwen2.5-VL-7B-Instruct"
-    tiny_arch: str = ""
-    backend: str = "auto"
-    answer_format: str = "think_answer"
-    system_prompt: str = ""
-    trust_remote_code: bool = False
-    report_to: str = "none"
-    finetune_mode: str = "lora"
-    load_in_4bit: bool = False
-    gradient_checkpointing: bool = True
-    vision_cache_gib: float = 4.0
-    resume: bool = True
-    num_processes: int = 1
-
-    @classmethod
-    def from_namespace(cls: type[SettingsT], namespace: Mapping[str, Any]) -> SettingsT:
-        """Pick this dataclass's fields out of a namespace (a notebook's globals, a params dict)."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in namespace.items() if k in names})
+from medlib.training.params import TrainingParams
 
 
-def begin_stage(settings: TrainingStageSettings, stage: str) -> tuple[str, dict[str, Path]]:
+def begin_stage(settings: TrainingParams, stage: str) -> tuple[str, dict[str, Path]]:
     """Activate the backend, seed, quiet known warnings, and set up the stage's staging folder.
 
     The returned paths[stage] and paths[stage + "_final"] point into runs/<exp>/<stage>.incomplete: the run
@@ -75,7 +42,7 @@ def begin_stage(settings: TrainingStageSettings, stage: str) -> tuple[str, dict[
     return backend, paths
 
 
-def trainable_model(settings: TrainingStageSettings, model_path: str, backend: str, lora: Any):
+def trainable_model(settings: TrainingParams, model_path: str, backend: str, lora: Any):
     """Load `model_path` and make it trainable as the settings say; (model, processor, backend, counts, cache)."""
     from medlib import models
     from medlib.models.vision_cache import cache_for_training
