@@ -7,17 +7,7 @@ import math
 import re
 import string
 
-TASK_TYPES = (
-    "classification",
-    "multi_label",
-    "detection",
-    "instance_detection",
-    "counting",
-    "regression",
-    "report_generation",
-    "vqa_open",
-    "vqa_closed",
-)
+from medlib.data.records import TASKS
 
 _THINK_OPEN, _THINK_CLOSE = "<think>", "</think>"
 _ANSWER_OPEN, _ANSWER_CLOSE = "<answer>", "</answer>"
@@ -313,8 +303,8 @@ def parse_answer(
     task: str, text: str, choices: list[str] | None = None
 ) -> tuple[object | None, str | None]:
     """(parsed answer, None) or (None, reason) for the task's rules; the `<answer>` content is used if present."""
-    if task not in TASK_TYPES:
-        raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASK_TYPES)}")
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
     text = "" if text is None else str(text)
     answer = extract_answer(text)
     content = (text if answer is None else answer).strip()

@@ -10,14 +10,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sklearn.metrics import balanced_accuracy_score, f1_score
 
+from medlib.evaluation.boxes import box_iou, match_boxes
 from medlib.evaluation.metrics import flare
 from medlib.evaluation.metrics.flare import (
-    box_iou,
     classification_scores,
     detection_scores,
     flare_label,
     instance_detection_scores,
-    match_boxes,
     multi_label_scores,
     numeric_scores,
     parse_flare,

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from medlib.data.records import TASKS
 from medlib.evaluation.parsing import (
-    TASK_TYPES,
     answers_match,
     completion_text,
     extract_answer,
@@ -245,7 +245,7 @@ def test_parse_answer_rejects_unknown_task() -> None:
 
 
 @given(
-    task=st.sampled_from(TASK_TYPES),
+    task=st.sampled_from(TASKS),
     text=MODEL_LIKE_TEXT,
     choices=st.none() | st.lists(st.text(max_size=8), max_size=6),
 )

@@ -6,7 +6,7 @@ import pickle
 
 import pytest
 
-from medlib.evaluation.parsing import TASK_TYPES
+from medlib.data.records import TASKS
 from medlib.training import grpo
 from medlib.training.rewards.recipes import (
     DEFAULT_SCOPE,
@@ -59,7 +59,7 @@ def test_bad_recipes_name_the_key(args: tuple, message: str) -> None:
 
 
 def test_standard_recipes_cover_every_task_and_build() -> None:
-    assert set(STANDARD_RECIPES) == set(TASK_TYPES)
+    assert set(STANDARD_RECIPES) == set(TASKS)
     functions, weights = build_recipe(STANDARD_RECIPES)
     assert len(set(_names(functions))) == len(functions)
     assert len(weights) == len(functions)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from medlib.evaluation.parsing import TASK_TYPES
+from medlib.data.records import TASKS
 from medlib.training.rewards import (
     OPTIONAL_REWARDS,
     REWARD_BOUNDS,
@@ -87,13 +87,26 @@ def test_format_reward(completion: object, expected: float) -> None:
 # --- accuracy_reward ---------------------------------------------------------------
 
 
+@pytest.mark.parametrize("answer_format", ["think_answer", "answer_tags", "plain"])
+def test_accuracy_reward_judges_each_answer_format(answer_format: str) -> None:
+    """The target an SFT model learns in each answer format earns full accuracy; a wrong answer earns none."""
+    from medlib.data.prompts import target_text
+
+    right = target_text({"task": "vqa_closed", "answer": "yes", "question": "q"}, answer_format)
+    wrong = target_text({"task": "vqa_closed", "answer": "no", "question": "q"}, answer_format)
+    rewards = accuracy_reward(["p"] * 2, [_assistant(right), _assistant(wrong)], task=["vqa_closed"] * 2,
+                              answer=["yes"] * 2, **TRAINER_EXTRAS)
+    assert rewards == [1.0, 0.0]
+
+
 @pytest.mark.parametrize(
     ("task", "completion", "answer", "expected"),
     [
         ("vqa_closed", "<think>x</think><answer>Yes.</answer>", "yes", 1.0),
         ("vqa_closed", "<think>x</think><answer>no</answer>", "yes", 0.0),
-        ("vqa_closed", "yes", "yes", 0.0),
-        ("vqa_closed", "<think>the answer is yes</think>", "yes", 0.0),
+        ("vqa_closed", "yes", "yes", 1.0),  # untagged: the whole text is the answer (answer_format: plain)
+        ("vqa_closed", "<think>the answer is yes</think>", "yes", 0.0),  # tagged, but no answer block
+        ("vqa_closed", "<think>x</think><answer>yes", "yes", 0.0),  # an answer that never closed
         ("classification", _assistant("<answer>(B)</answer>"), "B", 1.0),
         ("counting", "<answer>3 lesions</answer>", "3", 1.0),
         ("counting", "<answer>4</answer>", "3", 0.25),
@@ -162,7 +175,7 @@ def test_reward_functions_have_distinct_names() -> None:
     rows=st.lists(
         st.tuples(
             COMPLETION,
-            st.sampled_from(TASK_TYPES),
+            st.sampled_from(TASKS),
             st.none() | MODEL_LIKE_TEXT,
             st.none() | st.lists(st.text(max_size=8), max_size=5),
         ),

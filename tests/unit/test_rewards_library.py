@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from medlib.evaluation.boxes import box_iou, matched_ious
 from medlib.training import rewards
 from medlib.training.rewards import (
     OPTIONAL_REWARDS,
@@ -28,7 +29,7 @@ from medlib.training.rewards import (
     rouge_l_reward,
 )
 from medlib.training.rewards.clinical import clinical_f1, clinical_mentions
-from medlib.training.rewards.parsing import answer_content, box_iou, matched_ious, report_sections
+from medlib.training.rewards.parsing import answer_content, report_sections
 
 EXTRAS = {"completion_ids": [[1]], "trainer_state": object(), "log_metric": print, "log_extra": print}
 
@@ -208,7 +209,7 @@ def test_exact_reward_uses_math_verify_when_installed(monkeypatch: pytest.Monkey
     pytest.importorskip("math_verify")
     completion = "<answer>$\\frac{1}{2}$</answer>"
     assert _one(exact_reward, completion, "0.5") == 1.0
-    monkeypatch.setattr(rewards.functions, "math_verify_available", lambda: False)
+    monkeypatch.setattr(rewards.answers, "math_verify_available", lambda: False)
     assert _one(exact_reward, completion, "0.5") == 0.0
 
 
@@ -408,7 +409,7 @@ def test_every_reward_is_total_finite_and_bounded(completion: object, reference:
 
 def test_rewards_name_the_missing_answer_column() -> None:
     for name in SCORED:
-        if name in ("format", "answer_format", "report_format"):
+        if name in ("format", "answer_format", "report_format", "medr1_format", "medr1_format_nothink"):
             continue
         with pytest.raises(ValueError, match="'answer'"):
             REWARD_FUNCTIONS[name](["p"], ["<answer>1</answer>"], task=["counting"])

@@ -15,6 +15,7 @@ import re
 import statistics
 from collections.abc import Callable, Sequence
 
+from medlib.evaluation.boxes import match_boxes
 from medlib.evaluation.metrics.core import UNPARSED, balanced_accuracy
 from medlib.evaluation.parsing import finite_float, parse_answer
 
@@ -308,18 +309,6 @@ def multi_label_scores(references: Sequence, predictions: Sequence) -> dict:
 # --- detection ---------------------------------------------------------------------------
 
 
-def box_iou(box_a: Sequence[float], box_b: Sequence[float]) -> float:
-    """IoU of two [x_min, y_min, x_max, y_max] boxes; 0 when they do not overlap or the union is empty."""
-    left, top = max(box_a[0], box_b[0]), max(box_a[1], box_b[1])
-    right, bottom = min(box_a[2], box_b[2]), min(box_a[3], box_b[3])
-    if right < left or bottom < top:
-        return 0.0
-    intersection = (right - left) * (bottom - top)
-    union = (box_a[2] - box_a[0]) * (box_a[3] - box_a[1]) + (box_b[2] - box_b[0]) * (box_b[3] - box_b[1])
-    union -= intersection
-    return intersection / union if union > 0 else 0.0
-
-
 def _well_formed(boxes: object) -> tuple[list[list[float]], int]:
     """The four-finite-number boxes of a list, and how many others were skipped."""
     if not isinstance(boxes, list):
@@ -332,27 +321,6 @@ def _well_formed(boxes: object) -> tuple[list[list[float]], int]:
         ):  # fmt: skip
             kept.append([float(v) for v in box])
     return kept, len(boxes) - len(kept)
-
-
-def match_boxes(
-    predicted: list[list[float]], reference: list[list[float]], threshold: float, strict: bool = True
-) -> tuple[int, int, int]:
-    """(TP, FP, FN) by FLARE's greedy matching: each predicted box in turn takes the unmatched reference
-    box of highest IoU; a match needs IoU > threshold (strict, FLARE) or >= threshold."""
-    matched: set[int] = set()
-    true_positives = 0
-    for box in predicted:
-        best_iou, best_index = 0.0, -1
-        for index, candidate in enumerate(reference):
-            if index in matched:
-                continue
-            iou = box_iou(box, candidate)
-            if iou > best_iou:
-                best_iou, best_index = iou, index
-        if best_index >= 0 and (best_iou > threshold if strict else best_iou >= threshold):
-            matched.add(best_index)
-            true_positives += 1
-    return true_positives, len(predicted) - true_positives, len(reference) - len(matched)
 
 
 def _prf(tp: int, fp: int, fn: int) -> dict:

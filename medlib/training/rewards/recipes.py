@@ -1,4 +1,8 @@
-"""Per-task reward recipes from params: named rewards with weights, each logged by TRL under its own name."""
+"""Per-task reward recipes from params: named rewards with weights, each logged by TRL under its own name.
+
+`reward_recipes` is either a mapping {task or "default": {reward: weight}} or the name of a published
+recipe reproduced exactly (NAMED_RECIPES: `medr1`, `medr1_nothink`, `flare_task5`).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,9 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from medlib.evaluation.parsing import TASK_TYPES
-from medlib.training.rewards import REWARD_FUNCTIONS, RewardFunction, build_reward_functions
+from medlib.data.records import TASKS
+from medlib.training.rewards.columns import RewardFunction
+from medlib.training.rewards.registry import REWARD_FUNCTIONS, build_reward_functions
 
 DEFAULT_SCOPE = "default"  # the recipe for every task the recipes do not name
 
@@ -22,6 +27,15 @@ STANDARD_RECIPES: dict[str, dict[str, float]] = {
     "multi_label": {"format": 0.2, "multilabel_f1": 0.8},
     "detection": {"format": 0.2, "detection_f1": 0.8},
     "instance_detection": {"format": 0.2, "detection_f1": 0.8},
+}
+# Published reward recipes, reproduced exactly for every task (see each reward's module).
+NAMED_RECIPES: dict[str, dict[str, dict[str, float]]] = {
+    # Med-R1 (grpo_vqa.py): think format + accuracy, TRL's default unit weights.
+    "medr1": {DEFAULT_SCOPE: {"medr1_format": 1.0, "medr1_accuracy": 1.0}},
+    # Med-R1 without thinking (grpo_vqa_nothink.py).
+    "medr1_nothink": {DEFAULT_SCOPE: {"medr1_format_nothink": 1.0, "medr1_accuracy": 1.0}},
+    # FLARE Task 5's combined_reward: its branches and weights live inside the one function.
+    "flare_task5": {DEFAULT_SCOPE: {"flare_task5": 1.0}},
 }
 
 
@@ -41,7 +55,7 @@ class ScopedReward:
         """Scores of the in-scope rows, None for the others."""
         function = REWARD_FUNCTIONS[self.reward]
         n_rows = len(completions)
-        if self.tasks >= set(TASK_TYPES):
+        if self.tasks >= set(TASKS):
             return function(prompts, completions, **kwargs)
         if kwargs.get("task") is None:
             raise ValueError(f"reward {self.name!r} is scoped to tasks {sorted(self.tasks)}: it needs the 'task' column")
@@ -64,13 +78,25 @@ def _rows(value: object, rows: list[int], n_rows: int) -> object:
 
 
 def recipe_from_params(reward_functions: Sequence[str] = (), reward_weights: Sequence[float] | None = None,
-                       reward_recipes: Mapping[str, Mapping[str, float]] | None = None) -> dict[str, dict[str, float]]:
-    """Merge the params into {scope: {reward: weight}}: the names/weights form the default recipe, per-task recipes add to it."""
+                       reward_recipes: Mapping[str, Mapping[str, float]] | str | None = None
+                       ) -> dict[str, dict[str, float]]:
+    """Merge the params into {scope: {reward: weight}}: the names/weights form the default recipe, per-task recipes
+    add to it; a recipe name (NAMED_RECIPES) replaces everything with that published recipe."""
+    if isinstance(reward_recipes, str):
+        if reward_recipes not in NAMED_RECIPES:
+            raise ValueError(f"reward_recipes: unknown recipe {reward_recipes!r}; named recipes: "
+                             f"{', '.join(NAMED_RECIPES)} (or a mapping task → {{reward: weight}})")
+        recipe = {scope: dict(components) for scope, components in NAMED_RECIPES[reward_recipes].items()}
+        _check_recipe(recipe)
+        return recipe
     names = list(reward_functions)
     weights = [1.0] * len(names) if not reward_weights else list(reward_weights)
     if len(weights) != len(names):
         raise ValueError(f"reward_weights has {len(weights)} values for {len(names)} reward_functions {names}")
     recipe: dict[str, dict[str, float]] = {DEFAULT_SCOPE: dict(zip(names, weights))} if names else {}
+    if reward_recipes is not None and not isinstance(reward_recipes, Mapping):
+        raise ValueError(f"reward_recipes: expected a recipe name or a mapping task → {{reward: weight}}, "
+                         f"got {reward_recipes!r}")
     for scope, components in (reward_recipes or {}).items():
         if not isinstance(components, Mapping):
             raise ValueError(f"reward_recipes.{scope}: expected a mapping reward name → weight, got {components!r}")
@@ -84,9 +110,9 @@ def _check_recipe(recipe: Mapping[str, Mapping[str, float]]) -> None:
     if not recipe:
         raise ValueError("no rewards: set reward_functions (with reward_weights) or reward_recipes")
     for scope, components in recipe.items():
-        if scope != DEFAULT_SCOPE and scope not in TASK_TYPES:
+        if scope != DEFAULT_SCOPE and scope not in TASKS:
             raise ValueError(f"reward_recipes.{scope}: unknown task; use {DEFAULT_SCOPE!r} or one of "
-                             f"{', '.join(TASK_TYPES)}")
+                             f"{', '.join(TASKS)}")
         for name, weight in components.items():
             if name not in REWARD_FUNCTIONS:
                 raise ValueError(f"reward_recipes.{scope}.{name}: unknown reward; known rewards: "
@@ -98,14 +124,27 @@ def _check_recipe(recipe: Mapping[str, Mapping[str, float]]) -> None:
 def _scope_tasks(recipe: Mapping[str, Mapping[str, float]]) -> dict[str, frozenset[str]]:
     """Tasks each scope covers: the default scope takes every task without its own recipe."""
     named = {scope for scope in recipe if scope != DEFAULT_SCOPE}
-    return {scope: frozenset(set(TASK_TYPES) - named) if scope == DEFAULT_SCOPE else frozenset({scope})
+    return {scope: frozenset(set(TASKS) - named) if scope == DEFAULT_SCOPE else frozenset({scope})
             for scope in recipe}
+
+
+def _announce(names: Sequence[str]) -> None:
+    """Log once which scorer the exact published rewards use here when an optional package is missing."""
+    from medlib.training.rewards.flare_task5 import clinical_scorer_name
+    from medlib.training.rewards.medr1 import accuracy_checker_name
+
+    if "flare_task5" in names:
+        clinical_scorer_name()
+    if "medr1_accuracy" in names:
+        accuracy_checker_name()
 
 
 def build_recipe(recipe: Mapping[str, Mapping[str, float]]) -> tuple[list[RewardFunction], list[float]]:
     """TRL reward functions and weights for a recipe: one per reward, split by scope only where weights differ."""
     _check_recipe(recipe)
-    build_reward_functions([name for components in recipe.values() for name in components])
+    names = [name for components in recipe.values() for name in components]
+    build_reward_functions(names)
+    _announce(names)
     tasks = _scope_tasks(recipe)
     by_reward: dict[str, dict[float, set[str]]] = {}
     scopes_of: dict[tuple[str, float], list[str]] = {}
