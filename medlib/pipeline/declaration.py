@@ -36,6 +36,12 @@ def param(default: Any, help: str) -> Any:
     return field(default=default, metadata={"help": help})
 
 
+def retune(base: type, name: str, default: Any, help: str | None = None) -> Any:
+    """A stage's own default for a parameter its base declares; the help stays the base's unless given."""
+    declared = next(f for f in dataclasses.fields(base) if f.name == name)
+    return param(default, help or declared.metadata["help"])
+
+
 @dataclass(frozen=True)
 class ParamSpec:
     """One declared parameter: name, annotated type, default source text, help, and the default value."""

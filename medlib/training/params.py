@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from medlib.models.lora import LoraParams
 from medlib.pipeline.common_params import ModelParams
-from medlib.pipeline.declaration import param
+from medlib.pipeline.declaration import param, retune
 
 
 @dataclass
@@ -25,23 +25,23 @@ class TrainingParams(LoraParams, ModelParams):
     max_train_samples: int = param(-1, "cap on training questions (-1: all)")
     resume: bool = param(True, "continue from the newest complete checkpoint of this stage if there is one")
     num_processes: int = param(1, "training processes (GPUs); more than 1 launches torchrun")
+    learning_rate: float = param(1e-4, "peak learning rate")
+    lr_scheduler_type: str = param("cosine", "cosine | linear | constant ...")
+    warmup_steps: float = param(0.1, "warm-up: steps, or a fraction of all steps if < 1")
+    max_steps: int = param(-1, "optimizer steps (-1: use num_train_epochs)")
+    per_device_train_batch_size: int = param(2, "batch size per device")
+    gradient_accumulation_steps: int = param(8, "steps accumulated per optimizer step")
+    logging_steps: int = param(10, "log the loss every N steps")
+    save_steps: int = param(200, "checkpoint every N steps (0: never)")
 
 
 @dataclass
 class SFTParams(TrainingParams):
-    """notebooks/20_sft.ipynb: one run of supervised fine-tuning."""
+    """notebooks/20_sft.ipynb: one run of supervised fine-tuning (the schedule defaults are TrainingParams')."""
 
-    learning_rate: float = param(1e-4, "peak learning rate")
-    lr_scheduler_type: str = param("cosine", "cosine | linear | constant ...")
-    warmup_steps: float = param(0.1, "warm-up: steps, or a fraction of all steps if < 1")
     num_train_epochs: float = param(1.0, "epochs (ignored when max_steps > 0)")
-    max_steps: int = param(-1, "optimizer steps (-1: use num_train_epochs)")
-    per_device_train_batch_size: int = param(2, "batch size per device")
-    gradient_accumulation_steps: int = param(8, "steps accumulated per optimizer step")
     dataloader_num_workers: int = param(0, "processes preparing batches (images → pixels) beside training (0: in the training loop)")
-    logging_steps: int = param(10, "log the loss every N steps")
     eval_steps: int = param(200, "evaluate on the validation slice every N steps (0: never)")
-    save_steps: int = param(200, "checkpoint every N steps (0: never)")
     save_total_limit: int = param(2, "checkpoints kept on disk")
     max_eval_samples: int = param(200, "validation questions used for eval loss")
     curriculum: str = param("none", "none | shuffle | open_first (MEDICO: open-ended, then closed) | closed_first")
@@ -60,20 +60,22 @@ class GRPOParams(TrainingParams):
     reward_functions: list[str] = param(["format", "accuracy"], "names from medlib.training.rewards (the recipe of every task)")
     reward_weights: list[float] = param([0.2, 0.8], "one weight per reward function")
     reward_recipes: dict | str = param({}, "per-task recipes {task: {reward: weight}} that replace the default for that task, or a named recipe")
-    learning_rate: float = param(1e-5, "peak learning rate")
-    lr_scheduler_type: str = param("constant", "schedule")
-    warmup_steps: float = param(0.0, "warm-up steps or fraction")
-    max_steps: int = param(500, "optimizer steps")
-    per_device_train_batch_size: int = param(8, "completions per device per step (a multiple of num_generations)")
-    gradient_accumulation_steps: int = param(1, "steps accumulated per optimizer step")
+    # RL updates a model that already answers well: a tenth of SFT's rate, no decay, one group per step.
+    learning_rate: float = retune(TrainingParams, "learning_rate", 1e-5)
+    lr_scheduler_type: str = retune(TrainingParams, "lr_scheduler_type", "constant")
+    warmup_steps: float = retune(TrainingParams, "warmup_steps", 0.0)
+    max_steps: int = retune(TrainingParams, "max_steps", 500, "optimizer steps")
+    per_device_train_batch_size: int = retune(TrainingParams, "per_device_train_batch_size", 8,
+                                              "completions per device per step (a multiple of num_generations)")
+    gradient_accumulation_steps: int = retune(TrainingParams, "gradient_accumulation_steps", 1)
     num_generations: int = param(4, "completions per prompt (the group)")
     max_completion_length: int = param(256, "new tokens per completion")
     temperature: float = param(1.0, "sampling temperature of the rollouts")
     beta: float = param(0.0, "KL coefficient (0: no reference model)")
     loss_type: str = param("dapo", "grpo | dr_grpo | dapo | bnpo")
     importance_sampling_level: str = param("token", "token | sequence (GSPO)")
-    logging_steps: int = param(5, "log rewards every N steps")
-    save_steps: int = param(100, "checkpoint every N steps (0: never)")
+    logging_steps: int = retune(TrainingParams, "logging_steps", 5, "log rewards every N steps")
+    save_steps: int = retune(TrainingParams, "save_steps", 100)
     rollout_engine: str = param("eager", "eager (TRL generate) | compiled (static KV cache + torch.compile, hf backend) | vllm")
     rollout_batch_steps: int = param(0, "generate the rollouts of this many optimizer steps in one batch (0: every step)")
     vllm_mode: str = param("colocate", "colocate | server (rollout_engine: vllm; needs vllm, not exercised here)")
