@@ -43,9 +43,7 @@ def _read(path: Path):
     from pydicom.errors import InvalidDicomError
 
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # pydicom warns on every tolerated deviation; problems raise below
-            return pydicom.dcmread(path, force=True)
+        return pydicom.dcmread(path, force=True)
     except (InvalidDicomError, EOFError) as error:
         raise DicomError("truncated_image" if isinstance(error, EOFError) else "unreadable_image", str(error)) from None
     except (OSError, ValueError, KeyError, AttributeError) as error:  # pydicom's parser failures on bad headers
@@ -119,9 +117,16 @@ def _grey(ds: Any, frame: np.ndarray) -> tuple[np.ndarray, list[float] | None]:
 
 def read_dicom(path: str | Path, frame: int = 0) -> tuple[Image.Image, dict[str, Any]]:
     """One frame of a DICOM file as an 8-bit grey or RGB PIL image, plus its facts (spacing, frames, window)."""
+    with warnings.catch_warnings():
+        # pydicom warns on every tolerated deviation (bad VRs, padding); what it cannot read raises instead
+        warnings.simplefilter("ignore")
+        return _read_dicom(Path(path), frame)
+
+
+def _read_dicom(path: Path, frame: int) -> tuple[Image.Image, dict[str, Any]]:
+    """read_dicom without the warning filter."""
     from pydicom.pixels import apply_color_lut, pixel_array
 
-    path = Path(path)
     if not path.is_file():
         raise DicomError("missing_image", "file not found")
     ds = _read(path)
@@ -135,9 +140,7 @@ def read_dicom(path: str | Path, frame: int = 0) -> tuple[Image.Image, dict[str,
     if not 0 <= frame < frames:
         raise DicomError("dicom_frame", f"frame {frame} requested; the file has {frames} frame(s)")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            array = pixel_array(ds, index=frame if frames > 1 else None)
+        array = pixel_array(ds, index=frame if frames > 1 else None)
     except RuntimeError as error:
         message = " ".join(str(error).split())
         kind = "dicom_codec_missing" if "missing dependencies" in message else "unreadable_image"
