@@ -16,22 +16,6 @@ def set_style() -> None:
     sns.set_theme(style="whitegrid", context="notebook", palette="colorblind")
 
 
-def sample_grid(records: list[dict[str, Any]], data_root: str | Path, *, columns: int = 4,
-                image_size: int | None = None) -> plt.Figure:
-    """Show records' first images titled with question type and answer."""
-    rows = max(1, math.ceil(len(records) / columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.2 * rows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, record in zip(axes.flat, records):
-        image = load_record_images(record, data_root, image_size)[0]
-        ax.imshow(image, cmap="gray")
-        label = (record.get("meta") or {}).get("question_type") or record["task"]
-        ax.set_title(f"{label}: {record['answer']}", fontsize=10)
-    fig.tight_layout()
-    return fig
-
-
 def count_bars(counts: dict[str, dict[str, int]], title: str) -> plt.Figure:
     """Bar chart of answer counts per group (e.g. per question type)."""
     groups = list(counts)

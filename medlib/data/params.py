@@ -11,11 +11,12 @@ from medlib.pipeline.declaration import param
 class DataExplorationParams(ExperimentParams):
     """notebooks/10_data_exploration.ipynb: convert or generate the records, then look at them."""
 
-    data_source: str = param("records", "synthetic (generated offline) | records (converted files in data_dir)")
+    data_source: str = param("records", "synthetic (generated offline) | synthetic_flare2025 (generated, written in the FLARE 2025 layout and read back) | records (converted files in data_dir)")
     source_path: str = param("", "raw data set converted into data_dir first: FLARE 2025 layout, VQA set, Med-R1, Libra, chat JSONL (empty: none)")
     source_format: str = param("auto", "auto | flare2025 | flare_xray_reports | hf_vqa | medr1 | libra | chat_jsonl | records")
+    validation_fraction: float = param(0.0, "carve this fraction of train (by image) into a validation split when the source has none (0: never)")
     strict: bool = param(False, "stop on any data problem instead of skipping and counting it")
     synthetic_sizes: dict[str, int] = param({"train": 2000, "validation": 100, "test": 200}, "questions per split (synthetic only)")
-    synthetic_question_types: list[str] = param(["presence", "count"], "presence | count | side | findings | detect | instances | size | location | report | temporal")
+    synthetic_question_types: list[str] = param(["presence", "count"], "presence | count | side | findings | detect | instances | size | location | report | temporal | choice")
     n_examples_shown: int = param(8, "images shown in the gallery")
     image_stats_limit: int = param(5000, "images whose size and mode feed the histograms (-1: all)")

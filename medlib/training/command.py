@@ -35,12 +35,14 @@ def stage_settings(stage: str, params: str, overrides: list[str], *, block: str 
 
 def prepare_inputs(params: str, overrides: list[str]) -> None:
     """Make the records the stage trains on available, as notebook 10 would (the synthetic set is generated)."""
+    from medlib.data.splits import carve_validation
     from medlib.pipeline import workspace
 
     data = stage_settings("sft", params, overrides, block="data_exploration")
     workspace.prepare_data(data["data_source"], data["data_dir"], seed=data["seed"], image_size=data["image_size"],
                            synthetic_sizes=data["synthetic_sizes"],
                            synthetic_question_types=data["synthetic_question_types"])
+    carve_validation(data["data_dir"], data["validation_fraction"], seed=data["seed"])
 
 
 def run_train(args: argparse.Namespace) -> int:

@@ -18,6 +18,7 @@ from medlib.training.launch import RESULT_FILE
 from medlib.training.params import GRPOParams
 from medlib.training.rewards import RewardFunction, build_reward_functions
 from medlib.training.rewards.recipes import build_recipe, recipe_from_params, total_rewards
+from medlib.training.selection import training_records
 from medlib.training.settings import begin_stage, trainable_model
 from medlib.training.sft import last_checkpoint
 from medlib.training.trl_config import trl_fields
@@ -27,6 +28,7 @@ __all__ = ["build_grpo_config", "make_grpo_trainer", "reward_setup", "reward_ser
            "settings_from", "train", "run"]
 
 TOTAL_REWARD_KEY = "reward"  # TRL's key for the weighted total reward
+BASE_CHECKPOINT = "base"  # init_checkpoint value: start from the base model, no SFT stage (Med-R1)
 
 
 def reward_setup(reward_functions: Sequence[str] = (), reward_weights: Sequence[float] | None = None,
@@ -130,6 +132,16 @@ def settings_from_params(values: Mapping[str, Any]) -> GRPOParams:
     return build(GRPOParams, values, where="grpo")
 
 
+def start_checkpoint(settings: GRPOParams, sft_final: Path | str) -> str:
+    """What GRPO starts from: `init_checkpoint`, the base model for `base` (built first when tiny), else SFT's final."""
+    if settings.init_checkpoint == BASE_CHECKPOINT:
+        from medlib.training.launch import base_model_for_rank
+
+        return base_model_for_rank(settings.model_id, settings.tiny_arch, image_size=settings.image_size,
+                                   seed=settings.seed)
+    return settings.init_checkpoint or str(sft_final)
+
+
 def train(settings: GRPOParams) -> dict[str, Any]:
     """Run GRPO end to end from the SFT checkpoint (this process, or one torchrun rank); return the summary."""
     from medlib import data, models
@@ -138,11 +150,10 @@ def train(settings: GRPOParams) -> dict[str, Any]:
     from medlib.training import rollouts
 
     backend, paths = begin_stage(settings, "grpo")
-    start = settings.init_checkpoint or str(paths["sft_final"])
+    start = start_checkpoint(settings, paths["sft_final"])
     model, processor, backend, parameter_counts, cache = trainable_model(settings, start, backend,
                                                                          models.lora_params_of(settings))
-    records = data.read_records(workspace.split_path(settings.data_dir, "train"))
-    records = records if settings.max_train_samples < 0 else records[:settings.max_train_samples]
+    records = training_records(settings)
     dataset = data.to_dataset(data.grpo_rows(records, settings.data_dir, image_size=settings.image_size,
                                              answer_format=settings.answer_format,
                                              system_prompt=settings.system_prompt or None))

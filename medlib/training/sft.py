@@ -13,6 +13,7 @@ from transformers import EarlyStoppingCallback, TrainerCallback
 from medlib.pipeline.declaration import build, pick
 from medlib.training.launch import RESULT_FILE, base_model_for_rank
 from medlib.training.params import SFTParams
+from medlib.training.selection import training_records
 from medlib.training.settings import begin_stage, trainable_model
 from medlib.training.trl_config import trl_fields
 
@@ -138,10 +139,8 @@ class GenerationEvalCallback(TrainerCallback):
 def _rows(settings: SFTParams, split: str, limit: int, style: str):
     """Training rows of one split as a Dataset (curriculum order for the training split)."""
     from medlib import data
-    from medlib.pipeline import workspace
 
-    records = data.read_records(workspace.split_path(settings.data_dir, split))
-    records = records if limit < 0 else records[:limit]
+    records = training_records(settings, split, limit)
     if split == "train" and settings.curriculum != "none":
         records = data.curriculum_order(records, settings.curriculum, seed=settings.seed)
     rows = data.sft_rows(records, settings.data_dir, image_size=settings.image_size,
