@@ -10,7 +10,7 @@ from PIL import Image
 
 from medlib.data import RecordError, validate_record
 from medlib.data.readers.common import PathEscape, Problem, ReadResult, safe_join
-from medlib.data.readers.paths import inside
+from medlib.data.readers.paths import RealPaths
 
 # A problem kind per failure a user can fix; 16-bit, grey, palette and CMYK images are not problems.
 PROBLEM_HELP = {
@@ -180,6 +180,7 @@ def validate_records(records: list[Any], data_root: str | Path, *, source: str =
     seen: set[str] = set()
     image_cache: dict[str, tuple[tuple[str, str] | None, dict | None]] = {}
     inside_cache: dict[str, bool] = {}
+    real_paths = RealPaths(root)
     for index, record in enumerate(records):
         meta = record.get("meta") if isinstance(record, dict) else None
         where = str(meta.get("source_file")) if isinstance(meta, dict) and meta.get("source_file") else f"{source}[{index}]"
@@ -198,10 +199,10 @@ def validate_records(records: list[Any], data_root: str | Path, *, source: str =
         seen.add(record["id"])
         for rel in record["images"]:
             if rel not in inside_cache:
-                inside_cache[rel] = inside(root / rel, root)
+                inside_cache[rel] = real_paths.inside(root / rel)
         outside = next((rel for rel in record["images"] if not inside_cache[rel]), None)
         if outside is not None:
-            target = (root / outside).resolve()
+            target = real_paths.real(root / outside)
             report.problems.append(Problem("path_escape", str(root / outside), f"images ({where} id {record['id']})",
                                            f"a symlink leads outside the data root (to {target})"))
             continue

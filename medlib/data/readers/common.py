@@ -181,7 +181,7 @@ def place_file(source: Path, target: Path) -> bool:
     if target.exists() or target.is_symlink():
         target.unlink()
     try:
-        os.link(Path(source).resolve(), target)
+        os.link(source, target)  # follows a symlinked source: the link is to the file itself
         return True
     except OSError:  # across devices or on file systems without hard links
         shutil.copyfile(source, target)

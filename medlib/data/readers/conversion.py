@@ -111,8 +111,9 @@ def convert(src: str | Path, out: str | Path, fmt: str = "auto", *, strict: bool
         if strict:
             report.raise_if_problems()
         root = Path(os.path.abspath(result.data_root))
-        used = {(root / rel).resolve() for record in report.records for rel in record["images"]}
-        _check_not_source(replaced, src, list(result.file_items), used)
+        if replaced:
+            used = {(root / rel).resolve() for record in report.records for rel in record["images"]}
+            _check_not_source(replaced, src, list(result.file_items), used)
         if root == Path(os.path.abspath(media)):
             records = rebase_records(report.records, root, build)
         elif root == Path(os.path.abspath(out_dir)) or Path(os.path.abspath(out_dir)) in root.parents:

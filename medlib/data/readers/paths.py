@@ -46,10 +46,28 @@ def common_root(paths: Iterable[Path]) -> Path:
 
 def inside(path: Path, root: Path) -> bool:
     """True when path, with every symlink followed, lies inside root (also resolved)."""
-    try:
-        return Path(path).resolve().is_relative_to(Path(root).resolve())
-    except (OSError, RuntimeError):  # a symlink loop cannot be inside anything
-        return False
+    return RealPaths(root).inside(path)
+
+
+class RealPaths:
+    """Symlink-resolved paths under one root, with each folder resolved once (images share folders)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = os.path.realpath(root)
+        self._folders: dict[str, str] = {}
+
+    def real(self, path: Path) -> str:
+        """The path with every symlink followed."""
+        folder, name = os.path.split(os.path.abspath(path))
+        if folder not in self._folders:
+            self._folders[folder] = os.path.realpath(folder)
+        full = os.path.join(self._folders[folder], name)
+        return os.path.realpath(full) if os.path.islink(full) else full
+
+    def inside(self, path: Path) -> bool:
+        """True when path's real location lies inside the root's real location."""
+        real = self.real(path)
+        return real == self.root or real.startswith(self.root.rstrip(os.sep) + os.sep)
 
 
 def image_root_for(src: Path, files: list[Path], key: str, image_root: Path | None, result: ReadResult) -> Path:
