@@ -207,6 +207,10 @@ def test_sharded_parquet_keeps_every_row_with_its_own_image(tmp_path: Path) -> N
         pixels = np.asarray(Image.open(tmp_path / "records" / record["images"][0]))
         assert pixels.shape == (8, 8) and (pixels == 10 + 7 * number).all(), record["id"]
     assert {r["task"] for r in train} == {"vqa_closed"} and train[0]["choices"] == ["yes", "no"]
+    (src / "data/validation-00000-of-00001-dddd.parquet").write_bytes(b"PAR1 cut short")
+    broken = validate_source(src)
+    assert [(p.kind, Path(p.path).name) for p in broken.problems] == \
+        [("unreadable_file", "validation-00000-of-00001-dddd.parquet")] and broken.reconciles
 
 
 def test_parquet_validate_and_convert_leave_no_temporary_folders(tmp_path: Path, monkeypatch) -> None:

@@ -59,15 +59,24 @@ def _first(row: dict[str, Any], names: tuple[str, ...]) -> str | None:
     return next((name for name in names if name in row), None)
 
 
-def _parquet_tables(src: Path) -> Iterator[tuple[str, str, list[dict[str, Any]]]]:
-    """(file, split, rows) per parquet file; split from `train-0000-of-0001.parquet` or the folder."""
+def _parquet_tables(src: Path, result: ReadResult) -> Iterator[tuple[str, str, list[dict[str, Any]]]]:
+    """(file, split, rows) per parquet file; split from `train-0000-of-0001.parquet` or the folder.
+
+    An unreadable file is one counted problem."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     # Sorted names put train-00000-of-00002 before train-00001-of-00002: shards are read in order.
     for path in sorted(src.rglob("*.parquet")):
         prefix = path.name.split("-")[0].split(".")[0]
         split = canonical_split(prefix, canonical_split(path.parent.name))
-        yield str(path), split, pq.read_table(path).to_pylist()
+        try:
+            rows = pq.read_table(path).to_pylist()
+        except (OSError, pa.ArrowException) as error:
+            result.found(path, 1)
+            result.skip("unreadable_file", path, "file", f"not a readable parquet file: {error}")
+            continue
+        yield str(path), split, rows
 
 
 def _saved_tables(src: Path) -> Iterator[tuple[str, str, list[dict[str, Any]]]]:
@@ -138,7 +147,7 @@ def _question_record(row: dict[str, Any], columns: dict[str, str], images: list[
 def _rows(src: Path, kind: str, result: ReadResult) -> Iterator[tuple[str, str, Path, list[dict[str, Any]]]]:
     """(source, split, base folder of relative image names, rows) per file or split."""
     if kind == "parquet":
-        for source, split, rows in _parquet_tables(src):
+        for source, split, rows in _parquet_tables(src, result):
             yield source, split, Path(source).parent, rows
     elif kind == "save_to_disk":
         for source, split, rows in _saved_tables(src):
