@@ -1,0 +1,102 @@
+"""GRPO diagnostics: series from TRL log history, smoothing, the held-out scores and callback, the figure."""
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+from medlib.evaluation import inference
+from medlib.training import grpo_diagnostics as gd
+from medlib.training.rewards import build_reward_functions
+
+
+def test_smooth_is_a_trailing_mean_of_the_same_length() -> None:
+    assert gd.smooth([]) == []
+    assert gd.smooth([2.0] * 7) == [2.0] * 7
+    assert gd.smooth([0.0, 1.0, 2.0, 3.0], window=2) == [0.0, 0.5, 1.5, 2.5]
+    assert len(gd.smooth(list(map(float, range(23))))) == 23
+
+
+def test_diagnostic_series_keeps_rewards_diagnostics_and_heldout_only() -> None:
+    history = [
+        {"step": 1, "reward": 0.5, "rewards/format/mean": 1.0, "rewards/format/std": 0.0, "frac_reward_zero_std": 0.5,
+         "loss": 0.1, "clip_ratio/region_mean": 0.0, "entropy": 0.3},
+        {"step": 2, "reward": float("nan"), "kl": 0.01},
+        {"train_runtime": 3.0},  # the final summary entry has no step
+        {"step": 2, "heldout/accuracy": 0.75},
+    ]
+    series = gd.diagnostic_series(history)
+    assert set(series) == {"reward", "rewards/format/mean", "frac_reward_zero_std", "clip_ratio/region_mean",
+                           "entropy", "kl", "heldout/accuracy"}
+    assert series["reward"] == ([1], [0.5])  # nan dropped
+    assert series["heldout/accuracy"] == ([2], [0.75])
+    summary = gd.series_summary({"reward": ([1, 2, 3, 4], [0.0, 0.0, 1.0, 1.0])}, window=2)
+    assert summary["reward"] == {"first": 0.0, "last": 1.0, "change": 1.0, "points": 4}
+
+
+RECORDS = [
+    {"id": "a", "task": "counting", "dataset": "d", "answer": "2", "question": "How many?", "images": [],
+     "meta": {"question_type": "count"}},
+    {"id": "b", "task": "counting", "dataset": "d", "answer": "3", "question": "How many?", "images": [],
+     "meta": {"question_type": "count"}},
+    {"id": "c", "task": "vqa_closed", "dataset": "d", "answer": "yes", "choices": ["yes", "no"], "question": "Is?",
+     "images": [], "meta": {"question_type": "presence"}},
+]
+RAWS = {"a": "<think>x</think><answer>2</answer>", "b": "<think>x</think><answer>1</answer>",
+        "c": "<answer>yes</answer>"}
+
+
+def _fake_predict(model, processor, records, data_root, **kwargs):
+    """Canned greedy answers; asserts greedy decoding is what the held-out curve asks for."""
+    assert not kwargs.get("do_sample", False)
+    return [inference.prediction_from(r, RAWS[r["id"]], kwargs["checkpoint"]) for r in records]
+
+
+def test_heldout_scores_use_the_rewards_and_the_task_metric(monkeypatch) -> None:
+    monkeypatch.setattr(inference, "predict_records", _fake_predict)
+    functions = build_reward_functions(["format", "accuracy"])
+    scores = gd.heldout_scores(None, None, RECORDS, ".", functions, [0.2, 0.8], image_size=None,
+                               answer_format="think_answer", system_prompt=None, max_new_tokens=24)
+    # format: 1, 1, 0.5 (no think); accuracy: 1, 0 (off by two), 1
+    assert math.isclose(scores["heldout/rewards/format_reward/mean"], 2.5 / 3)
+    assert math.isclose(scores["heldout/rewards/accuracy_reward/mean"], 2 / 3)
+    assert math.isclose(scores["heldout/reward"], (0.2 * 2.5 + 0.8 * 2) / 3)
+    assert math.isclose(scores["heldout/accuracy"], 2 / 3)
+    assert scores["heldout/accuracy/count"] == 0.5 and scores["heldout/accuracy/presence"] == 1.0
+    assert math.isclose(scores["heldout/mae/count"], 1.0)
+
+
+def test_heldout_callback_runs_at_start_every_n_steps_and_at_the_end(monkeypatch) -> None:
+    monkeypatch.setattr(inference, "predict_records", _fake_predict)
+    model = SimpleNamespace(training=True)
+    model.train = lambda mode=True: setattr(model, "training", mode)
+    callback = gd.HeldOutCallback(None, RECORDS, ".", build_reward_functions(["accuracy"]), [1.0], every=4,
+                                  image_size=None, answer_format="think_answer", system_prompt=None, max_new_tokens=8)
+    state = SimpleNamespace(global_step=0, max_steps=10, is_world_process_zero=True, log_history=[])
+    callback.on_train_begin(None, state, None, model=model)
+    for step in range(1, 11):
+        state.global_step = step
+        callback.on_step_end(None, state, None, model=model)
+    assert [entry["step"] for entry in state.log_history] == [0, 4, 8, 10]
+    assert model.training  # put back into training mode after each evaluation
+    off = gd.HeldOutCallback(None, RECORDS, ".", [], [], every=0, image_size=None, answer_format="think_answer",
+                             system_prompt=None, max_new_tokens=8)
+    state.log_history.clear()
+    off.on_train_begin(None, state, None, model=model)
+    off.on_step_end(None, state, None, model=model)
+    assert state.log_history == []
+
+
+def test_diagnostics_figure_has_one_panel_per_available_diagnostic() -> None:
+    steps = list(range(1, 21))
+    series = {"reward": (steps, [0.1 * i for i in steps]), "rewards/accuracy/mean": (steps, [0.5] * 20),
+              "frac_reward_zero_std": (steps, [0.5] * 20), "entropy": (steps, [0.2] * 20),
+              "heldout/reward": ([0, 10, 20], [0.1, 0.2, 0.3]), "heldout/accuracy/count": ([0, 10, 20], [0.5] * 3)}
+    titles = [title for title, _ in gd._panels(series)]
+    assert titles == ["training reward (sampled rollouts)", "groups with all-equal rewards (no signal)", "entropy",
+                      "held-out reward (greedy)", "held-out task metric (greedy)"]
+    figure = gd.diagnostics_figure(series)
+    assert len([ax for ax in figure.axes if ax.axison]) == 5
