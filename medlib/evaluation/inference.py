@@ -22,8 +22,20 @@ DEFAULT_MAX_NEW_TOKENS = 32
 STATIC_CACHE_MIN_QUESTIONS = 256
 
 
-def resolve_cache(cache_implementation: str, n_questions: int, device: str) -> str:
-    """`auto` → `static` for long CUDA runs, else the default dynamic cache ('')."""
+def unsloth_generates(model: Any) -> bool:
+    """Whether Unsloth has replaced this model's `generate` (it keeps the original as `_old_generate`)."""
+    return any("_old_generate" in vars(module) for module in model.modules())
+
+
+def resolve_cache(cache_implementation: str, n_questions: int, device: str, unsloth: bool = False) -> str:
+    """`auto` → `static` for long CUDA runs, else the default dynamic cache ('').
+
+    Under Unsloth (`unsloth`), `generate` picks its own cache: a static one with compilation
+    disabled (unsloth/models/vision.py), whatever is asked, so `auto` leaves the choice to it ('').
+    Compiled static-cache decoding runs on the hf backend.
+    """
+    if unsloth:
+        return "" if cache_implementation in ("auto", "dynamic") else cache_implementation
     if cache_implementation == "auto":
         return "static" if device.startswith("cuda") and n_questions >= STATIC_CACHE_MIN_QUESTIONS else ""
     return "" if cache_implementation == "dynamic" else cache_implementation
@@ -104,7 +116,11 @@ def predict_records(model: Any, processor: Any, records: list[dict[str, Any]], d
         partial.unlink(missing_ok=True)
     todo = [r for r in records if r["id"] not in done]
     model.eval()
-    cache = resolve_cache(cache_implementation, len(todo), str(getattr(model, "device", "cpu")))
+    unsloth = unsloth_generates(model)
+    cache = resolve_cache(cache_implementation, len(todo), str(getattr(model, "device", "cpu")), unsloth)
+    if unsloth and cache_implementation not in ("", "dynamic"):
+        note = "Unsloth decodes with its own static cache, uncompiled; compiled decoding needs backend: hf"
+        print(f"[medlib] cache_implementation {cache_implementation!r}: {note}", flush=True)
     options = {"image_size": image_size, "answer_format": answer_format, "system_prompt": system_prompt,
                "num_beams": num_beams, "length_penalty": length_penalty, "do_sample": do_sample,
                "temperature": temperature, "top_p": top_p, "cache_implementation": cache}

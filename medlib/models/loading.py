@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -50,11 +52,37 @@ def resolve_device(device: str = "auto") -> str:
     return "cpu"
 
 
+def bf16_supported() -> bool:
+    """Whether this machine's GPU computes in bfloat16 (not T4/V100-class cards, and not without CUDA)."""
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
 def resolve_dtype(dtype: str = "auto", device: str = "cpu") -> torch.dtype:
-    """Return the torch dtype: bf16 on CUDA and fp32 elsewhere for `auto`."""
+    """Return the torch dtype; `auto`: bf16 on a CUDA GPU that has it, fp16 on one that does not, fp32 elsewhere."""
     if dtype == "auto":
-        return torch.bfloat16 if device == "cuda" else torch.float32
+        if not device.startswith("cuda"):
+            return torch.float32
+        return torch.bfloat16 if bf16_supported() else torch.float16
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+
+
+def mixed_precision() -> dict[str, bool]:
+    """The Trainer's `bf16`/`fp16` flags for this machine, matching the dtype `resolve_dtype` loads in.
+
+    Unsloth loads float16 on a GPU without bfloat16 and then refuses `bf16=True` (unsloth/models/rl.py),
+    so the flags follow the hardware, never the mere presence of CUDA.
+    """
+    if not torch.cuda.is_available():
+        return {"bf16": False, "fp16": False}
+    bf16 = bf16_supported()
+    return {"bf16": bf16, "fp16": not bf16}
+
+
+def local_device(device: str) -> str:
+    """`cuda` → this process's GPU under torchrun (`cuda:LOCAL_RANK`); anything else unchanged."""
+    if device == "cuda":
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+    return device
 
 
 def is_adapter_dir(path: str | Path) -> bool:
@@ -63,13 +91,18 @@ def is_adapter_dir(path: str | Path) -> bool:
 
 
 def load_model(model_id: str, *, backend: str = "auto", dtype: str = "auto", device: str = "auto",
-               load_in_4bit: bool = False, max_seq_length: int = 4096, gradient_checkpointing: bool = False,
+               load_in_4bit: bool = False, max_seq_length: int = 8192, gradient_checkpointing: bool = False,
                full_finetuning: bool = False, trust_remote_code: bool = False,
                min_pixels: int | None = None, max_pixels: int | None = None) -> tuple[Any, Any, str]:
-    """Load (model, processor, backend) from a hub id or local folder, adapters included."""
+    """Load (model, processor, backend) from a hub id or local folder, adapters included.
+
+    `max_seq_length` is Unsloth's: its trainers and vision collator truncate every row at it.
+    """
     backend = resolve_backend(backend)
-    device = resolve_device(device)
+    device = local_device(resolve_device(device))
     torch_dtype = resolve_dtype(dtype, device)
+    if backend == "hf" and full_finetuning and torch_dtype == torch.float16:
+        torch_dtype = torch.float32  # fp16 AMP cannot step fp16 weights: keep fp32 masters on GPUs without bf16
     if backend == "unsloth":
         from unsloth import FastVisionModel
 
@@ -84,8 +117,9 @@ def load_model(model_id: str, *, backend: str = "auto", dtype: str = "auto", dev
             processor.image_processor.size = size
         processor.tokenizer.padding_side = "left"
         return model, processor, backend
-    return (*_load_hf(model_id, torch_dtype, device, load_in_4bit, trust_remote_code,
-                      min_pixels, max_pixels), backend)
+    model, processor = _load_hf(model_id, torch_dtype, device, load_in_4bit, trust_remote_code, min_pixels, max_pixels)
+    model.max_seq_length = max_seq_length  # as Unsloth sets it: the trainers check rows against it
+    return model, processor, backend
 
 
 def _load_hf(model_id: str, torch_dtype: torch.dtype, device: str, load_in_4bit: bool,
@@ -102,8 +136,9 @@ def _load_hf(model_id: str, torch_dtype: torch.dtype, device: str, load_in_4bit:
 
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.bfloat16)
-        kwargs["device_map"] = {"": 0}
+            bnb_4bit_compute_dtype=torch_dtype)
+        # This process's GPU: under torchrun every rank would otherwise load onto GPU 0.
+        kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", 0))}
     model = AutoModelForImageTextToText.from_pretrained(base_id, **kwargs)
     if base_id != model_id:
         from peft import PeftModel
@@ -165,6 +200,20 @@ def for_inference(model: Any, backend: str) -> Any:
     return model
 
 
+def for_training(model: Any, backend: str) -> Any:
+    """Switch back to training after generating: Unsloth's `generate` turns gradient checkpointing off.
+
+    `FastVisionModel.for_training` with no argument restores the checkpointing chosen at load
+    (unsloth/models/vision.py); `model.train()` alone would leave it off.
+    """
+    if backend == "unsloth":
+        from unsloth import FastVisionModel
+
+        FastVisionModel.for_training(model)
+    model.train()
+    return model
+
+
 def count_parameters(model: Any) -> dict[str, int]:
     """Return total and trainable parameter counts."""
     total = sum(p.numel() for p in model.parameters())
@@ -172,13 +221,58 @@ def count_parameters(model: Any) -> dict[str, int]:
     return {"total": total, "trainable": trainable}
 
 
+MERGE_METHODS = ("none", "unsloth_merged_16bit", "peft_merge", "reload_16bit")
+
+
+def merge_method(model: Any) -> str:
+    """How `save_checkpoint(merged=True)` writes a merged 16-bit model of this one.
+
+    - `unsloth_merged_16bit`: Unsloth's `save_pretrained_merged(..., "merged_16bit")` (4-bit bases included);
+    - `reload_16bit`: a quantised peft model: peft's merge would re-quantise to 4-bit, so the base is
+      loaded again in 16 bits on the CPU and the saved adapter merged into it;
+    - `peft_merge`: peft's `merge_and_unload` (16-bit base; changes the model in place: call it last);
+    - `none`: no adapter (full weights are saved as they are).
+    """
+    if callable(getattr(model, "save_pretrained_merged", None)):
+        return "unsloth_merged_16bit"
+    if not hasattr(model, "merge_and_unload"):
+        return "none"
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if getattr(base, "is_loaded_in_4bit", False) or getattr(base, "is_loaded_in_8bit", False):
+        return "reload_16bit"
+    return "peft_merge"
+
+
+def _merge_into_16bit_base(model: Any, out_dir: Path) -> None:
+    """Save the adapter, load its base in 16 bits on the CPU, merge the adapter into it and save that."""
+    from peft import PeftModel
+    from transformers import AutoConfig, AutoModelForImageTextToText
+
+    base_id = model.peft_config[model.active_adapter].base_model_name_or_path
+    config_dtype = getattr(AutoConfig.from_pretrained(base_id), "dtype", None)
+    dtype = config_dtype if config_dtype in (torch.bfloat16, torch.float16) else torch.bfloat16
+    with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=".adapter-") as adapter_dir:
+        model.save_pretrained(adapter_dir, safe_serialization=True)
+        base = AutoModelForImageTextToText.from_pretrained(base_id, dtype=dtype, device_map={"": "cpu"})
+        merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
+    merged.save_pretrained(out_dir, safe_serialization=True)
+
+
 def save_checkpoint(model: Any, processor: Any, out_dir: str | Path, *, merged: bool = False) -> Path:
-    """Save the adapter (peft format) or full weights, with the processor, into out_dir."""
+    """Save the adapter (peft format) or full weights, with the processor, into out_dir.
+
+    `merged`: a merged 16-bit model instead of the adapter, by `merge_method(model)`.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    to_save = model
-    if merged and hasattr(model, "merge_and_unload"):
-        to_save = model.merge_and_unload()
-    to_save.save_pretrained(out_dir, safe_serialization=True)
+    method = merge_method(model) if merged else "none"
+    if method == "unsloth_merged_16bit":
+        model.save_pretrained_merged(str(out_dir), processor, save_method="merged_16bit")
+    elif method == "reload_16bit":
+        _merge_into_16bit_base(model, out_dir)
+    elif method == "peft_merge":
+        model.merge_and_unload().save_pretrained(out_dir, safe_serialization=True)
+    else:
+        model.save_pretrained(out_dir, safe_serialization=True)
     processor.save_pretrained(out_dir)
     return out_dir

@@ -10,7 +10,9 @@ never serves stale features; also when the call asks for more than the features 
 attentions) and when the tower is sharded (ZeRO-3, FSDP2), where ranks must run it in step.
 
 Images are told apart by a fingerprint computed where the pixels already are: a position-weighted
-random projection of the image's patches (float64), plus its patch grid.
+random projection of the image's patches (float64), plus its patch grid. The patches are first cast
+to the vision tower's dtype, as the tower itself does: Unsloth casts `pixel_values` to bf16 in
+`generate` but not in GRPO's log-prob and loss passes, and both must find the same entry.
 """
 from __future__ import annotations
 
@@ -92,8 +94,18 @@ def _probe(width: int, count: int, device: torch.device) -> tuple[torch.Tensor, 
     return _PROBES[key]
 
 
-def _fingerprints(pixel_values: torch.Tensor, grid_thw: torch.Tensor) -> list[tuple]:
-    """One key per image: its grid and a position-weighted random projection of its patches."""
+def tower_dtype(visual: Any) -> torch.dtype:
+    """The floating dtype the vision tower computes in (its first floating parameter; quantised ones skipped)."""
+    for parameter in visual.parameters():
+        if parameter.is_floating_point():
+            return parameter.dtype
+    return torch.float32
+
+
+def _fingerprints(pixel_values: torch.Tensor, grid_thw: torch.Tensor, dtype: torch.dtype | None = None) -> list[tuple]:
+    """One key per image: its grid and a position-weighted random projection of its patches (cast to `dtype`)."""
+    if dtype is not None:
+        pixel_values = pixel_values.to(dtype)  # the values the tower sees, whatever dtype the caller passed
     counts = grid_thw.prod(-1).tolist()
     keys = []
     for patches, count, grid in zip(torch.split(pixel_values, counts), counts, grid_thw.tolist(), strict=True):
@@ -146,7 +158,7 @@ def attach_vision_cache(model: Any, cache: VisionFeatureCache | None = None) -> 
             if trainable:  # features of these weights go stale: never serve them after a later re-freeze
                 cache.clear()
             return original(pixel_values, image_grid_thw, **kwargs)
-        keys = _fingerprints(pixel_values, image_grid_thw)
+        keys = _fingerprints(pixel_values, image_grid_thw, tower_dtype(owner.visual))
         found = [cache.get(key) for key in keys]
         first_of: dict[tuple, int] = {}  # images to encode: the first occurrence of each missing key
         for index, tensors in enumerate(found):

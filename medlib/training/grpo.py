@@ -21,6 +21,7 @@ from medlib.training.rewards.recipes import build_recipe, recipe_from_params, to
 from medlib.training.selection import training_records
 from medlib.training.settings import begin_stage, trainable_model
 from medlib.training.sft import last_checkpoint
+from medlib.training import trl_config
 from medlib.training.trl_config import trl_fields
 
 __all__ = ["build_grpo_config", "make_grpo_trainer", "reward_setup", "reward_series", "reward_summary",
@@ -40,30 +41,52 @@ def reward_setup(reward_functions: Sequence[str] = (), reward_weights: Sequence[
 
 def build_grpo_config(output_dir: str | Path, *, seed: int, reward_weights: list[float] | None = None,
                       report_to: str = "none", **training_fields: Any):
-    """Return a TRL GRPOConfig; `training_fields` use GRPOConfig's own names (num_generations, beta, ...)."""
+    """Return a TRL GRPOConfig; `training_fields` use GRPOConfig's own names (num_generations, beta, ...).
+
+    Every field whose default Unsloth changes is passed explicitly (`trl_config.PINNED`: optim,
+    weight_decay, loss_type with epsilon_high and mask_truncated_completions, ...), and the bf16/fp16
+    flags follow the GPU (`models.loading.mixed_precision`), so a run trains the same on both backends.
+    """
     from trl import GRPOConfig
 
-    on_cuda = torch.cuda.is_available()
+    from medlib.models.loading import mixed_precision
+
     fields: dict[str, Any] = {
         "output_dir": str(output_dir), "seed": seed, "data_seed": seed, "report_to": report_to,
-        "use_cpu": not on_cuda, "bf16": on_cuda, "fp16": False, "dataloader_num_workers": 0,
+        "use_cpu": not torch.cuda.is_available(), **mixed_precision(), "dataloader_num_workers": 0,
         "logging_first_step": True,
         "remove_unused_columns": False,  # the rewards read answer/task/choices columns
     }
     if reward_weights:
         fields["reward_weights"] = list(reward_weights)
     fields.update(training_fields)
-    return GRPOConfig(**fields)
+    fields.update(trl_config.pinned_fields("grpo", fields))
+    config = GRPOConfig(**fields)
+    trl_config.remember_changes(config, fields, "grpo")  # what Unsloth's patched class changed, if anything
+    return config
 
 
 def make_grpo_trainer(model: Any, processor: Any, config: Any, train_dataset: Any,
-                      reward_funcs: Sequence[str | RewardFunction], callbacks: list | None = None):
-    """Build TRL's GRPOTrainer with reward functions (or registry names); Unsloth patches it on CUDA."""
+                      reward_funcs: Sequence[str | RewardFunction], callbacks: list | None = None,
+                      backend: str | None = None):
+    """Build TRL's GRPOTrainer with reward functions (or registry names); Unsloth patches it on CUDA.
+
+    Prompts too long for the model's `max_seq_length` with `max_completion_length` new tokens are an
+    error first; the effective trainer config is printed and kept as `trainer.medlib_config`.
+    """
     from trl import GRPOTrainer
 
+    from medlib.models.loading import resolve_backend
+    from medlib.training.lengths import check_row_lengths
+
+    check_row_lengths(train_dataset, processor, getattr(model, "max_seq_length", None), stage="grpo",
+                      new_tokens=config.max_completion_length or 0)
     functions = [build_reward_functions([f])[0] if isinstance(f, str) else f for f in reward_funcs]
-    return GRPOTrainer(model=model, args=config, reward_funcs=functions, train_dataset=train_dataset,
-                       processing_class=processor, callbacks=callbacks or [])
+    before = trl_config.effective_config(config, "grpo")
+    trainer = GRPOTrainer(model=model, args=config, reward_funcs=functions, train_dataset=train_dataset,
+                          processing_class=processor, callbacks=callbacks or [])
+    trl_config.report_start(trainer, config, before, "grpo", backend or resolve_backend("auto"))
+    return trainer
 
 
 def resume_checkpoint(output_dir: str | Path, resume: bool) -> str | None:
@@ -160,14 +183,13 @@ def train(settings: GRPOParams) -> dict[str, Any]:
     reward_funcs, weights = reward_setup(settings.reward_functions, settings.reward_weights, settings.reward_recipes)
     engine_fields = rollouts.rollout_config_fields(
         settings.rollout_engine, backend=backend, rollout_batch_steps=settings.rollout_batch_steps,
-        gradient_accumulation_steps=settings.gradient_accumulation_steps, vllm_mode=settings.vllm_mode,
-        vllm_gpu_memory_utilization=settings.vllm_gpu_memory_utilization)
+        gradient_accumulation_steps=settings.gradient_accumulation_steps)
     from trl import GRPOConfig
 
     config = build_grpo_config(
         paths["grpo"], **{**trl_fields(settings, GRPOConfig), "reward_weights": weights, **engine_fields},
         log_completions=settings.report_to in ("wandb", "trackio"))  # completion tables for those trackers only
-    trainer = make_grpo_trainer(model, processor, config, dataset, reward_funcs)
+    trainer = make_grpo_trainer(model, processor, config, dataset, reward_funcs, backend=backend)
     if settings.rollout_engine == "compiled":
         rollouts.enable_compiled_decoding(trainer)
     checkpoint = resume_checkpoint(paths["grpo"], settings.resume)

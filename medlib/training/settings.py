@@ -50,7 +50,7 @@ def trainable_model(settings: TrainingParams, model_path: str, backend: str, lor
 
     pixels = workspace.pixels(settings.image_size)
     model, processor, backend = models.load_model(
-        model_path, backend=backend, load_in_4bit=settings.load_in_4bit,
+        model_path, backend=backend, load_in_4bit=settings.load_in_4bit, max_seq_length=settings.max_seq_length,
         gradient_checkpointing=settings.gradient_checkpointing, full_finetuning=settings.finetune_mode == "full",
         trust_remote_code=settings.trust_remote_code, min_pixels=pixels, max_pixels=pixels)
     model = models.prepare_for_training(model, backend, settings.finetune_mode, lora, seed=settings.seed,

@@ -15,6 +15,7 @@ from medlib.training.launch import RESULT_FILE, base_model_for_rank
 from medlib.training.params import SFTParams
 from medlib.training.selection import training_records
 from medlib.training.settings import begin_stage, trainable_model
+from medlib.training import trl_config
 from medlib.training.trl_config import trl_fields
 
 # Qwen chat markers that Unsloth's collator uses to keep the loss on assistant turns only.
@@ -24,29 +25,46 @@ RESPONSE_PART = "<|im_start|>assistant\n"
 
 def build_sft_config(output_dir: str | Path, *, backend: str, seed: int, report_to: str = "none",
                      **training_fields: Any):
-    """Return a TRL SFTConfig; `training_fields` use SFTConfig's own names (learning_rate, max_steps, ...)."""
+    """Return a TRL SFTConfig; `training_fields` use SFTConfig's own names (learning_rate, max_steps, ...).
+
+    Every field whose default Unsloth changes is passed explicitly (`trl_config.PINNED`), and the
+    bf16/fp16 flags follow the GPU (`models.loading.mixed_precision`), so a run trains the same on both backends.
+    """
     from trl import SFTConfig
 
-    on_cuda = torch.cuda.is_available()
+    from medlib.models.loading import mixed_precision
+
     fields: dict[str, Any] = {
         "output_dir": str(output_dir), "seed": seed, "data_seed": seed, "report_to": report_to,
-        "use_cpu": not on_cuda, "bf16": on_cuda, "fp16": False,
-        "max_length": None,  # never truncate: cutting image tokens breaks the vision inputs
+        "use_cpu": not torch.cuda.is_available(), **mixed_precision(),
+        "max_length": None,  # never truncate: cutting image tokens breaks the vision inputs (max_seq_length checks rows)
         "dataloader_num_workers": 0, "save_only_model": False, "logging_first_step": True,
     }
     fields.update(training_fields)
+    fields.update(trl_config.pinned_fields("sft", fields))
     if backend == "unsloth":
         # Unsloth's collator tokenises itself; TRL must not pre-process the vision rows.
         fields.update(remove_unused_columns=False, dataset_text_field="",
                       dataset_kwargs={"skip_prepare_dataset": True})
-    return SFTConfig(**fields)
+    config = SFTConfig(**fields)
+    trl_config.remember_changes(config, fields, "sft")  # what Unsloth's patched class changed, if anything
+    return config
 
 
 def make_sft_trainer(model: Any, processor: Any, backend: str, config: Any, train_dataset: Any,
                      eval_dataset: Any = None, callbacks: list | None = None):
-    """Build the SFTTrainer: TRL's vision collator (hf) or Unsloth's (unsloth), loss on answers only."""
+    """Build the SFTTrainer: TRL's vision collator (hf) or Unsloth's (unsloth), loss on answers only.
+
+    Rows longer than the model's `max_seq_length` are an error first (`medlib.training.lengths`);
+    the effective trainer config is printed and kept as `trainer.medlib_config`.
+    """
     from trl import SFTTrainer
 
+    from medlib.training.lengths import check_row_lengths
+
+    max_seq_length = getattr(model, "max_seq_length", None)
+    for dataset in (train_dataset, eval_dataset):
+        check_row_lengths(dataset, processor, max_seq_length, stage="sft")
     kwargs: dict[str, Any] = {"model": model, "args": config, "train_dataset": train_dataset,
                               "eval_dataset": eval_dataset, "processing_class": processor,
                               "callbacks": callbacks or []}
@@ -55,8 +73,11 @@ def make_sft_trainer(model: Any, processor: Any, backend: str, config: Any, trai
 
         kwargs["data_collator"] = UnslothVisionDataCollator(
             model, processor, train_on_responses_only=True, instruction_part=INSTRUCTION_PART,
-            response_part=RESPONSE_PART, resize="max")
-    return SFTTrainer(**kwargs)
+            response_part=RESPONSE_PART, resize="max", max_seq_length=max_seq_length)
+    before = trl_config.effective_config(config, "sft")
+    trainer = SFTTrainer(**kwargs)
+    trl_config.report_start(trainer, config, before, "sft", backend)
+    return trainer
 
 
 def last_checkpoint(output_dir: str | Path) -> str | None:
@@ -132,7 +153,10 @@ class GenerationEvalCallback(TrainerCallback):
         if self.settings.best_metric == "task_accuracy" and (self.best is None or accuracy > self.best):
             self.best = accuracy
             models.save_checkpoint(unwrapped, self.processor, self.best_dir)
-        unwrapped.train(was_training)
+        if was_training:  # Unsloth's generate turned gradient checkpointing off: train() alone keeps it off
+            from medlib.models.loading import for_training, resolve_backend
+
+            for_training(unwrapped, resolve_backend(self.settings.backend))
         return control
 
 

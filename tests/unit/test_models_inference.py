@@ -110,9 +110,13 @@ def test_unknown_backend_is_named() -> None:
         models.resolve_backend("vllm")
 
 
-def test_dtype_and_device() -> None:
+def test_dtype_and_device(monkeypatch) -> None:
     assert models.resolve_dtype("auto", "cpu") == torch.float32
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
     assert models.resolve_dtype("auto", "cuda") == torch.bfloat16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)  # T4, V100
+    assert models.resolve_dtype("auto", "cuda:1") == torch.float16
     assert models.resolve_dtype("float16") == torch.float16
     assert models.resolve_device("cpu") == "cpu"
 
