@@ -10,9 +10,9 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 import pandas as pd
-from PIL import Image
 
 from medlib.data import load_record_images
+from medlib.data.processing import image_header, open_image
 from medlib.evaluation.parsing import parse_answer
 
 
@@ -56,19 +56,18 @@ def image_table(records: list[dict[str, Any]], data_root: str | Path, limit: int
     rows = []
     for rel in paths:
         try:
-            with Image.open(Path(data_root) / rel) as image:
-                rows.append({"image": rel, "width": image.width, "height": image.height, "mode": image.mode})
-        except OSError:
+            width, height, mode = image_header(Path(data_root) / rel)  # as shown: EXIF rotation, DICOM
+            rows.append({"image": rel, "width": width, "height": height, "mode": mode})
+        except (OSError, ValueError):
             continue  # validation reports these; the histograms show what opens
     return pd.DataFrame(rows, columns=["image", "width", "height", "mode"])
 
 
 def image_digest(path: str | Path) -> str:
     """SHA-1 of an image's decoded pixels, size and mode: the same picture in two files hashes the same."""
-    with Image.open(path) as image:
-        image.load()
-        header = f"{image.mode}:{image.size}".encode()
-        return hashlib.sha1(header + image.tobytes()).hexdigest()
+    image = open_image(path)  # the pixels training sees (upright; DICOM rendered)
+    header = f"{image.mode}:{image.size}".encode()
+    return hashlib.sha1(header + image.tobytes()).hexdigest()
 
 
 def leakage(train: list[dict[str, Any]], other: list[dict[str, Any]], data_root: str | Path) -> dict[str, Any]:
@@ -78,7 +77,7 @@ def leakage(train: list[dict[str, Any]], other: list[dict[str, Any]], data_root:
         for rel in sorted({rel for r in records for rel in r["images"]}):
             try:
                 found[rel] = image_digest(Path(data_root) / rel)
-            except OSError:
+            except (OSError, ValueError):  # unreadable files and DICOMs without an image: validation names them
                 continue
         return found
 

@@ -117,6 +117,21 @@ def open_image(path: str | Path, *, frame: int | None = None) -> Image.Image:
     return image
 
 
+def image_header(path: str | Path) -> tuple[int, int, str]:
+    """(width, height, mode) as the image is shown (EXIF rotation counted; DICOM as its 8-bit rendering),
+    reading only the header where the format allows."""
+    from medlib.data.dicom import is_dicom
+
+    if is_dicom(path):
+        image = open_image(path)
+        return image.width, image.height, image.mode
+    with Image.open(path) as image:
+        width, height = image.size
+        if image.getexif().get(0x0112) in (5, 6, 7, 8):  # orientations that turn the picture by 90°
+            width, height = height, width
+        return width, height, image.mode
+
+
 def load_image(path: str | Path, image_size: int | None = None, *, min_pixels: int | None = None,
                max_pixels: int | None = None, frame: int | None = None) -> Image.Image:
     """Open an image as 8-bit RGB (16-bit, float, grey, palette, CMYK, DICOM alike), upright, resized square

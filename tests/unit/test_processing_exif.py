@@ -41,3 +41,12 @@ def test_training_rows_and_lazy_datasets_see_the_upright_image(tmp_path: Path) -
     row = data.sft_rows([record], tmp_path, image_size=None)[0]
     lazy = data.lazy_dataset([record], tmp_path)[0]
     assert row["images"][0].size == lazy["images"][0].size == (64, 96)
+
+
+def test_notebook_10_image_stats_report_the_shown_size(tmp_path: Path) -> None:
+    from medlib.data import exploration
+
+    rotated_jpeg(tmp_path / "x.jpg")
+    record = {"id": "r", "dataset": "d", "task": "vqa_open", "images": ["x.jpg"], "question": "q", "answer": "a"}
+    table = exploration.image_table([record], tmp_path)
+    assert (table.loc[0, "width"], table.loc[0, "height"]) == (64, 96)
