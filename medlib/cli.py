@@ -163,25 +163,37 @@ def _data(args: argparse.Namespace) -> int:
 
 
 def _add_score(subparsers: argparse._SubParsersAction) -> None:
-    """`medlib score PREDICTIONS [--against OTHER] [--out metrics.json] [--parser flare|robust]`."""
+    """`medlib score PREDICTIONS [--against OTHER] [--out metrics.json] [--parser flare|robust] [report options]`."""
     parser = subparsers.add_parser(
         "score",
         help="score a predictions JSONL file per data set and task, with bootstrap CIs",
-        description="Score predictions (DESIGN.md prediction format) with each task's metrics under FLARE "
-        "conventions (or --parser robust); with --against, a paired comparison (PREDICTIONS − OTHER). "
-        "Writes a JSON file and a markdown table beside it, and prints the table.",
+        description="Score predictions with each task's metrics under FLARE 2025 conventions (or --parser robust); "
+        "report generation in four named conventions: flare (FLARE's keyword score, clinical efficacy, BLEU), "
+        "libra (Libra's evaluate_report: HF evaluate BLEU-1..4, ROUGE-L, METEOR, temporal F1 on cleaned text), "
+        "sacrebleu, and coco (pycocoevalcap: PTB tokens, BLEU-1..4, ROUGE-L, CIDEr, METEOR; needs Java). With "
+        "--against, a paired comparison (PREDICTIONS - OTHER). Writes a JSON file and a markdown table beside "
+        "it, and prints the table.",
     )
     parser.add_argument("predictions", help="predictions JSONL, e.g. runs/tiny/predictions/sft.jsonl")
     parser.add_argument("--against", metavar="OTHER", help="baseline predictions JSONL on the same ids")
     parser.add_argument("--out", help="JSON output (default: PREDICTIONS with .metrics.json); .md written beside it")
-    parser.add_argument("--parser", choices=["flare", "robust"], default="flare", help="default: %(default)s")
+    parser.add_argument("--parser", choices=["flare", "robust"], default="flare",
+                        help="flare: the originals' parsing and scoring, empty references scored as they do; robust: "
+                        "careful parsing, empty references skipped (default: %(default)s)")
     parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default: %(default)s)")
     parser.add_argument(
         "--bertscore-model",
         default=None,
-        help="BERTScore model for reports: a hub id (e.g. roberta-large), a local path, or 'minilm' for the "
-        "offline all-MiniLM-L6-v2; default: no BERTScore",
+        help="BERTScore model for reports (on Libra-cleaned text): a hub id (Libra uses distilbert-base-uncased), "
+        "a local path, or 'minilm' for the offline all-MiniLM-L6-v2; default: no BERTScore",
     )
+    parser.add_argument("--no-coco", dest="coco", action="store_false",
+                        help="skip the coco (pycocoevalcap) convention for reports")
+    parser.add_argument("--coco-meteor", action="store_true",
+                        help="add pycocoevalcap's METEOR 1.5 (Java; its start-up takes about a minute)")
+    parser.add_argument("--model-metrics", type=_split_names, default=[], metavar="NAMES",
+                        help="model-based report metrics through RadEval, some of radgraph,chexbert,green "
+                        "(pip install -e '.[metrics]' and their weights from the hub; not run in this repository)")
     parser.set_defaults(handler=_score)
 
 
@@ -189,16 +201,40 @@ def _score(args: argparse.Namespace) -> int:
     """Handler of `medlib score`."""
     from pathlib import Path
 
-    from medlib.evaluation.metrics import scoring
+    from medlib.evaluation.metrics import model_based, scoring
+    from medlib.evaluation.prediction_file import read_predictions
     from medlib.pipeline.results import atomic_write_json, atomic_write_text
 
+    unknown = sorted(set(args.model_metrics) - set(model_based.MODEL_METRICS))
+    if unknown:
+        print(f"medlib score: error: --model-metrics: unknown {unknown}; choose from "
+              f"{', '.join(model_based.MODEL_METRICS)}", file=sys.stderr)
+        return 1
     try:
-        predictions = scoring.read_predictions_file(args.predictions)
-        baseline = scoring.read_predictions_file(args.against) if args.against else None
+        predictions = read_predictions(args.predictions)
+        baseline = read_predictions(args.against) if args.against else None
     except (OSError, ValueError) as error:
         print(f"medlib score: error: {error}", file=sys.stderr)
         return 1
-    scores = scoring.score_records(predictions, args.parser, args.resamples, args.bertscore_model)
+    from medlib.evaluation import score_checks  # empty files, repeated ids, unpaired --against ids
+
+    score_checks.check_predictions(predictions, args.predictions)
+    if baseline is not None:
+        score_checks.check_predictions(baseline, args.against)
+        warning = score_checks.check_pairing(predictions, baseline, args.predictions, args.against)
+        if warning:
+            print(f"medlib score: {warning}", file=sys.stderr)
+    options = scoring.ScoringOptions(bertscore_model=args.bertscore_model, coco=args.coco,
+                                     coco_meteor=args.coco_meteor, model_metrics=tuple(args.model_metrics))
+    try:
+        scores = scoring.score_records(predictions, args.parser, args.resamples, options)
+    except RuntimeError as error:  # a requested optional metric that cannot run here (RadEval, weights)
+        print(f"medlib score: error: {error}", file=sys.stderr)
+        return 1
+    except ArithmeticError as error:  # e.g. answers like 1e308 whose sum overflows: a message, not a traceback
+        print(f"medlib score: error: {args.predictions}: a numeric answer is too large to score "
+              f"({type(error).__name__}: {error})", file=sys.stderr)
+        return 1
     if baseline is not None:
         scores["comparison"] = scoring.compare_records(baseline, predictions, args.parser, args.resamples)
     out = Path(args.out) if args.out else Path(args.predictions).with_suffix(".metrics.json")

@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 
 from medlib.data import load_record_images, prompts
 from medlib.evaluation.parsing import extract_answer, parse_answer
+from medlib.evaluation.prediction_file import read_jsonl as read_predictions  # noqa: F401  (the one reader)
 from medlib.pipeline.results import atomic_write_text
 
 # New-token budgets per task when max_new_tokens <= 0: reports are long, labels are short.
@@ -194,18 +195,6 @@ def write_predictions(path: str | Path, predictions: list[dict[str, Any]]) -> Pa
     """Write predictions as JSONL atomically."""
     atomic_write_text(path, "".join(json.dumps(p) + "\n" for p in predictions))
     return Path(path)
-
-
-def read_predictions(path: str | Path) -> list[dict[str, Any]]:
-    """Read a predictions JSONL file; a broken line is an error naming the file and line."""
-    predictions = []
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if line.strip():
-            try:
-                predictions.append(json.loads(line))
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{path}:{number}: not valid JSON ({error.msg})") from None
-    return predictions
 
 
 def answer_text(prediction: dict[str, Any]) -> str:

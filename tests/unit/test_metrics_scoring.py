@@ -42,23 +42,26 @@ def test_report_generation_group_has_text_metrics() -> None:
     records = [{"id": f"r{i}", "task": "report_generation", "dataset": "d", "raw": raw, "answer": ref}
                for i, (raw, ref) in enumerate([("No effusion.", "No pleural effusion."),
                                                ("Stable small effusion.", "Small effusion, unchanged.")])]  # fmt: skip
-    group = scoring.score_records(records, n_resamples=50)["groups"][0]
+    group = scoring.score_records(records, n_resamples=50, options=scoring.ScoringOptions(coco=False))["groups"][0]
     assert group["primary"] == "flare_report_score"
-    for name in ("flare_report_score", "rouge_l", "temporal_f1", "bleu4", "sacrebleu4", "clinical_efficacy"):
+    for name in ("flare_report_score", "clinical_efficacy", "flare_bleu", "libra_rouge_l", "libra_temporal_f1",
+                 "libra_bleu4", "sacrebleu4"):
         assert name in group["metrics"]
-    assert set(group["ci"]) >= {"flare_report_score", "rouge_l", "temporal_f1"}
+    assert set(group["metrics"]["conventions"]) == {"flare", "libra", "sacrebleu", "coco"}
+    assert not any(name.startswith("coco_") for name in group["metrics"])  # not asked for
+    assert set(group["ci"]) >= {"flare_report_score", "libra_rouge_l", "libra_temporal_f1"}
 
 
 def test_cli_writes_json_and_markdown_with_comparison(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     candidate = _write(tmp_path / "sft.jsonl", _records(["0", "1", "2", "0"], ["yes", "no", "yes", "no"]))
     baseline = _write(tmp_path / "base.jsonl", _records(["2", "2", "0", "2"], ["no", "yes", "no", "yes"]))
-    assert main(["score", str(candidate), "--against", str(baseline), "--resamples", "100"]) == 0
+    assert main(["score", str(candidate), "--against", str(baseline), "--resamples", "100", "--no-coco"]) == 0
     saved = json.loads((tmp_path / "sft.metrics.json").read_text())
     rows = {row["task"]: row for row in saved["comparison"]}
     assert rows["vqa_closed"]["baseline"] == 0.0 and rows["vqa_closed"]["candidate"] == 1.0
     assert rows["counting"]["improvement_percent"] == pytest.approx(100.0)
     table = (tmp_path / "sft.metrics.md").read_text()
-    assert "| d2 | vqa_closed | 4 | 0 | exact_match | 1.0000 |" in table
+    assert "| d2 | vqa_closed | 4 | 0 | 0 | 0 | exact_match | 1.0000 |" in table
     assert "improvement %" in capsys.readouterr().out
 
 
@@ -91,3 +94,16 @@ def test_report_generation_is_compared_item_by_item() -> None:
     assert row["baseline"] == pytest.approx(expected_a) and row["candidate"] == pytest.approx(expected_b)
     assert row["difference"] == pytest.approx(expected_b - expected_a) and row["difference"] > 0
     assert row["low"] <= row["difference"] <= row["high"]
+
+
+def test_cli_model_metrics_are_checked_and_need_radeval(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    reports = _write(tmp_path / "r.jsonl", [{"id": "r", "task": "report_generation", "raw": "Normal.",
+                                             "answer": "Normal chest."}])
+    assert main(["score", str(reports), "--no-coco", "--model-metrics", "radgraf"]) == 1
+    assert "unknown ['radgraf']" in capsys.readouterr().err
+    from medlib.evaluation.metrics.model_based import radeval_available
+
+    if radeval_available():
+        pytest.skip("RadEval is installed: its weights decide the rest")
+    assert main(["score", str(reports), "--no-coco", "--model-metrics", "radgraph"]) == 1
+    assert "RadEval" in capsys.readouterr().err

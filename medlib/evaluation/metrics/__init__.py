@@ -1,6 +1,7 @@
-"""Metrics: the notebook summary (`core`), FLARE 2025 task metrics (`flare`, `flare_report`), VQA (`vqa`),
-report text (`text`), model-based report metrics (`model_based`), statistics (`stats`) and the
-file-level scoring behind `medlib score` (`scoring`)."""
+"""Metrics: the notebook summary (`core`), FLARE 2025 task metrics (`flare`, `flare_parser`, `flare_report`),
+VQA (`vqa`), report text (`text`) and its named conventions (`libra`, `coco`; FLARE's and sacrebleu's beside
+them), model-based report metrics (`model_based`), statistics (`stats`) and the file-level scoring behind
+`medlib score` (`scoring`). Importing does no work: WordNet and Java are looked up when first needed."""
 
 from __future__ import annotations
 
@@ -17,11 +18,20 @@ from medlib.evaluation.metrics.core import (
     score_predictions,
     worst_errors,
 )
-from medlib.evaluation.metrics.nltk_data import ensure_nltk_path
-from medlib.evaluation.metrics.scoring import compare_records, markdown_table, read_predictions_file, score_records
+from medlib.evaluation.metrics.scoring import (
+    REPORT_CONVENTIONS,
+    ScoringOptions,
+    compare_records,
+    markdown_table,
+    report_convention_rows,
+    score_records,
+)
 from medlib.evaluation.metrics.stats import bootstrap_ci, bootstrap_mean_ci, improvement_percent, paired_bootstrap
+from medlib.evaluation.prediction_file import read_predictions
 
 __all__ = [
+    "REPORT_CONVENTIONS",
+    "ScoringOptions",
     "UNPARSED",
     "accuracy",
     "balanced_accuracy",
@@ -37,10 +47,9 @@ __all__ = [
     "mean_absolute_error",
     "normalize_text",
     "paired_bootstrap",
-    "read_predictions_file",
+    "read_predictions",
+    "report_convention_rows",
     "score_predictions",
     "score_records",
     "worst_errors",
 ]
-
-ensure_nltk_path()

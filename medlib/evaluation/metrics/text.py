@@ -222,7 +222,7 @@ def rouge_l_per_item(
     _check_pairs(predictions, references)
     scorer = _rouge_scorer(use_stemmer)
     return [
-        max(scorer.score(r, str(p))["rougeL"].fmeasure for r in refs)
+        float(max(scorer.score(r, str(p))["rougeL"].fmeasure for r in refs))
         for p, refs in zip(predictions, _reference_lists(references))
     ]
 
