@@ -3,12 +3,21 @@ from __future__ import annotations
 
 import os
 import platform
+import re
+import shutil
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 
-DATA_SOURCES = ("synthetic", "records")
+DATA_SOURCES = ("synthetic", "synthetic_flare2025", "records")
+# A training run writes into runs/<exp>/<stage>.incomplete and replaces runs/<exp>/<stage> only once it
+# is complete, so a failed or killed run never costs the last good model.
+INCOMPLETE_SUFFIX = ".incomplete"
+SET_ASIDE_SUFFIX = ".incomplete.old"  # an interrupted run a fresh start did not continue
+REPLACED_SUFFIX = ".replaced"  # the previous output for the instant of the swap
+RESULT_FILE = "result.json"  # written last by a finished run (medlib.training.launch reads it back)
 SPLITS = ("train", "validation", "test")
 
 
@@ -39,6 +48,11 @@ def prepare_data(data_source: str, data_dir: str | Path, *, seed: int, image_siz
 
         return ensure_dataset(data_dir, sizes=synthetic_sizes, seed=seed, image_size=image_size,
                               question_types=synthetic_question_types)
+    if data_source == "synthetic_flare2025":  # written in the FLARE 2025 layout, read back through its reader
+        from medlib.data.synthetic import ensure_flare_dataset
+
+        return ensure_flare_dataset(data_dir, sizes=synthetic_sizes, seed=seed, image_size=image_size,
+                                    question_types=synthetic_question_types)
     return {split: split_path(data_dir, split) for split in SPLITS if (Path(data_dir) / f"{split}.jsonl").exists()}
 
 
@@ -83,3 +97,99 @@ def quiet_checkpointing_renames() -> None:
     """
     warnings.filterwarnings("ignore", message=r".*gradient_checkpointing.* is deprecated and will be removed in v6",
                             category=FutureWarning)
+
+
+def staging_dir(stage_dir: str | Path) -> Path:
+    """Where a run of the stage writes until it is complete: runs/<exp>/<stage>.incomplete."""
+    stage_dir = Path(stage_dir)
+    return stage_dir.with_name(stage_dir.name + INCOMPLETE_SUFFIX)
+
+
+def newest_checkpoint(folder: str | Path) -> Path | None:
+    """The newest complete `checkpoint-N` (the Trainer writes trainer_state.json last), or None."""
+    found = [p for p in Path(folder).glob("checkpoint-*")
+             if re.fullmatch(r"checkpoint-\d+", p.name) and (p / "trainer_state.json").exists()]
+    return max(found, key=lambda p: int(p.name.split("-")[1])) if found else None
+
+
+def _swap_into_place(staging: Path, target: Path) -> None:
+    """Replace `target` by the complete `staging` folder (two renames; recover_swap finishes a cut-off one)."""
+    replaced = target.with_name(target.name + REPLACED_SUFFIX)
+    if replaced.exists():
+        shutil.rmtree(replaced)
+    if target.exists():
+        target.rename(replaced)
+    staging.rename(target)
+    shutil.rmtree(replaced, ignore_errors=True)
+
+
+def recover_swap(stage_dir: str | Path) -> None:
+    """Finish what a kill interrupted: a complete run still in staging, or a swap cut between its renames."""
+    stage_dir = Path(stage_dir)
+    staging, replaced = staging_dir(stage_dir), stage_dir.with_name(stage_dir.name + REPLACED_SUFFIX)
+    if (staging / RESULT_FILE).exists():
+        _swap_into_place(staging, stage_dir)
+    elif replaced.exists():
+        if stage_dir.exists():
+            shutil.rmtree(replaced)
+        else:
+            replaced.rename(stage_dir)
+
+
+def prepare_staging(stage_dir: str | Path, resume: bool) -> tuple[Path, str]:
+    """Set up the stage's staging folder (main process only); return it and a line saying how training starts.
+
+    `resume`: continue an interrupted run from its newest complete checkpoint, else the finished run's
+    newest checkpoint (hard-linked, so the finished run stays intact). Without it, start from step 0 and
+    set an interrupted run aside (deleted once the new run completes), never deleting anything first.
+    """
+    stage_dir = Path(stage_dir)
+    recover_swap(stage_dir)
+    staging = staging_dir(stage_dir)
+    interrupted = newest_checkpoint(staging) if staging.exists() else None
+    if resume and interrupted is not None:
+        return staging, f"continuing the interrupted run in {staging} from {interrupted.name}"
+    if staging.exists():
+        if interrupted is None:
+            shutil.rmtree(staging)  # nothing resumable in it: logs and partial files of a failed start
+        else:
+            set_aside = stage_dir.with_name(stage_dir.name + SET_ASIDE_SUFFIX)
+            shutil.rmtree(set_aside, ignore_errors=True)
+            staging.rename(set_aside)
+    staging.mkdir(parents=True, exist_ok=True)
+    finished = newest_checkpoint(stage_dir) if resume and stage_dir.exists() else None
+    if finished is not None:
+        # Hard links: no copy of the weights, and the Trainer only ever writes new files.
+        shutil.copytree(finished, staging / finished.name, copy_function=_link_or_copy)
+        return staging, f"continuing from the finished run's {finished.name} ({stage_dir})"
+    why = "resume is off" if not resume else "no checkpoint to continue from"
+    aside = f"; the interrupted run was set aside in {stage_dir.name}{SET_ASIDE_SUFFIX}" if interrupted else ""
+    return staging, f"training from step 0 ({why}){aside}; {stage_dir} is replaced when this run completes"
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    """Hard-link a file, or copy it where links are not possible."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def finish_stage(staging: str | Path, summary: dict[str, Any]) -> dict[str, Any]:
+    """Move a complete run from staging into place; the summary (and result.json) name the final paths."""
+    from medlib.pipeline.results import atomic_write_json
+
+    staging = Path(staging)
+    target = staging.with_name(staging.name.removesuffix(INCOMPLETE_SUFFIX))
+    summary = {key: _moved_path(value, staging, target) for key, value in summary.items()}
+    atomic_write_json(staging / RESULT_FILE, summary)
+    _swap_into_place(staging, target)
+    shutil.rmtree(target.with_name(target.name + SET_ASIDE_SUFFIX), ignore_errors=True)
+    return summary
+
+
+def _moved_path(value: Any, old: Path, new: Path) -> Any:
+    """A path string below `old` re-rooted at `new`; anything else unchanged."""
+    if isinstance(value, str) and (value == str(old) or value.startswith(str(old) + os.sep)):
+        return str(new) + value[len(str(old)):]
+    return value

@@ -45,7 +45,7 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(workdir):
     command = [sys.executable, "-m", "medlib", "train", "sft", "params/tiny.yaml",
                *overrides(workdir, "killed", save_steps=4, max_steps=40)]
     process = subprocess.Popen(command, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    checkpoints = workdir / "killed" / "sft"
+    checkpoints = workdir / "killed" / "sft.incomplete"  # a run writes here until it completes
     deadline = time.time() + 300
     while time.time() < deadline and not (checkpoints / "checkpoint-8" / "trainer_state.json").exists():
         time.sleep(0.05)
