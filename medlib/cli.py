@@ -12,6 +12,7 @@ from medlib.pipeline import lab, leaderboard, notebook_cells, slurm, sweep
 from medlib.pipeline.config import ConfigError
 from medlib.pipeline.runner import StageFailed, run_experiment
 from medlib.training import command as train_command
+from medlib.training import doctor
 
 # Errors the user fixes by editing a file or a notebook: a message, no traceback.
 USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, StageFailed)
@@ -258,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_score(subparsers)
     predict.add_parser(subparsers)
     train_command.add_parser(subparsers)
+    doctor.add_parser(subparsers)
     notebook_cells.add_parser(subparsers)
     sweep.add_parser(subparsers)
     slurm.add_parser(subparsers)

@@ -22,6 +22,13 @@ class InferenceParams(ModelParams):
     cache_implementation: str = param("auto", "auto (static KV cache + compiled decoding for long CUDA runs) | static | dynamic")
     resume: bool = param(True, "keep predictions of an interrupted run and generate only the rest")
     flare_questions: str = param("", "FLARE questions JSON to fill in as a submission per checkpoint (empty: none)")
+    image_ablation: list[str] = param(["blank", "wrong"], "image ablation passes: blank (mid-grey image) | wrong (another record's image, seeded derangement)")
+    ablation_max_samples: int = param(1000, "cap on questions of each ablation pass (-1: all)")
+    calibration: bool = param(True, "score the options of closed-form questions for a confidence per answer")
+    calibration_max_samples: int = param(-1, "cap on questions scored for calibration (-1: all)")
+    robustness: list[str] = param(["noise", "contrast", "blur", "jpeg", "downscale"], "image perturbations swept (ImageNet-C parameters; empty: none)")
+    robustness_severities: list[int] = param([1, 3, 5], "ImageNet-C severity levels (1–5) of each perturbation")
+    robustness_max_samples: int = param(300, "cap on questions of each perturbation and severity (-1: all)")
 
 
 @dataclass
@@ -32,3 +39,4 @@ class MetricAnalysisParams(ExperimentParams):
     image_question_type: str = param("presence", "question type whose answer only the image determines (headline)")
     parser: str = param("flare", "answer parser for the per-task scores: flare (FLARE 2025 conventions) or robust")
     n_resamples: int = param(1000, "bootstrap resamples for the confidence intervals")
+    calibration_bins: int = param(10, "equal-width confidence bins of the ECE and reliability diagram")

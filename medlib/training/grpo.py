@@ -192,6 +192,9 @@ def train(settings: GRPOParams) -> dict[str, Any]:
     trainer = make_grpo_trainer(model, processor, config, dataset, reward_funcs, backend=backend)
     if settings.rollout_engine == "compiled":
         rollouts.enable_compiled_decoding(trainer)
+    from medlib.training.doctor import at_training_start
+
+    guard_report = at_training_start("grpo", settings, trainer, processor, backend)  # stops on a silent failure
     checkpoint = resume_checkpoint(paths["grpo"], settings.resume)
     trainer.train(resume_from_checkpoint=checkpoint)
     summary = {"global_step": int(trainer.state.global_step), "backend": backend,
@@ -200,7 +203,8 @@ def train(settings: GRPOParams) -> dict[str, Any]:
                "world_size": int(trainer.args.world_size), "started_from": start,
                "reward_weights": dict(zip([f.__name__ for f in reward_funcs], weights, strict=True)),
                "rewards": reward_summary(trainer.state.log_history), "checkpoint": str(paths["grpo_final"]),
-               "vision_cache": cache.stats() if cache else None, "log_history": trainer.state.log_history}
+               "vision_cache": cache.stats() if cache else None, "guards": guard_report,
+               "log_history": trainer.state.log_history}
     if trainer.is_world_process_zero():
         models.save_checkpoint(trainer.model, processor, paths["grpo_final"])
         atomic_write_json(paths["grpo"] / RESULT_FILE, summary)

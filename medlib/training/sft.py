@@ -205,13 +205,16 @@ def train(settings: SFTParams) -> dict[str, Any]:
         callbacks.append(GenerationEvalCallback(processor, slice_records[:settings.generation_eval_samples],
                                                 settings, paths["sft"] / "best"))
     trainer = make_sft_trainer(model, processor, backend, config, train_dataset, eval_dataset, callbacks)
+    from medlib.training.doctor import at_training_start
+
+    guard_report = at_training_start("sft", settings, trainer, processor, backend)  # stops on a silent failure
     checkpoint = last_checkpoint(paths["sft"]) if settings.resume else None
     trainer.train(resume_from_checkpoint=checkpoint)
     summary = {**training_summary(trainer), "backend": backend, "finetune_mode": settings.finetune_mode,
                "parameters": parameter_counts, "train_questions": len(train_dataset),
                "resumed_from": checkpoint, "world_size": int(trainer.args.world_size),
                "checkpoint": str(paths["sft_final"]), "vision_cache": cache.stats() if cache else None,
-               "log_history": trainer.state.log_history}
+               "guards": guard_report, "log_history": trainer.state.log_history}
     if trainer.is_world_process_zero():
         models.save_checkpoint(trainer.model, processor, paths["sft_final"])
         if settings.save_merged and settings.finetune_mode == "lora":
