@@ -8,14 +8,21 @@ import sys
 from collections.abc import Sequence
 
 from medlib.evaluation import demo, predict
-from medlib.pipeline import lab, leaderboard, notebook_cells, slurm, sweep
+from medlib.pipeline import lab, leaderboard, live, notebook_cells, slurm, sweep
+from medlib.data.records import RecordError
 from medlib.pipeline.config import ConfigError
-from medlib.pipeline.runner import StageFailed, run_experiment
+from medlib.pipeline.runner import KernelDied, StageFailed, run_experiment
 from medlib.training import command as train_command
 from medlib.training import doctor
 
 # Errors the user fixes by editing a file or a notebook: a message, no traceback.
-USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, StageFailed)
+USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, StageFailed, RecordError)
+# Exit codes: what happened, for scripts and Slurm (argparse's usage errors are 2).
+EXIT_BAD_INPUT = 1  # a file, field or option to fix
+EXIT_STAGE_FAILED = 3  # a notebook cell raised; the executed notebook shows where
+EXIT_INTERRUPTED = 4  # the kernel died or the run was stopped; rerun with --resume
+EXIT_CTRL_C = 130  # 128 + SIGINT, as shells report it
+EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 
 def _split_names(text: str) -> list[str]:
@@ -53,12 +60,17 @@ def _add_run(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--kernel", default="python3", help="Jupyter kernel (default: %(default)s)")
     parser.add_argument("--quiet", action="store_true", help="do not stream the cells' output")
     parser.add_argument("--resume", action="store_true",
-                        help="skip the leading stages recorded as completed in results/<experiment>/stages.json")
+                        help="skip the leading stages recorded as completed (same parameters and inputs) in "
+                        "results/<experiment>/stages.json")
+    parser.add_argument("--fresh", action="store_true",
+                        help="start every stage that runs over: ignore checkpoints and partial predictions of "
+                        "interrupted runs (they are replaced only when the new run completes)")
     parser.set_defaults(handler=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     """Handler of `medlib run`."""
+    _raise_on_sigterm()
     if not args.quiet:
         _stream_papermill_log()
     results_dir = run_experiment(
@@ -70,9 +82,26 @@ def _run(args: argparse.Namespace) -> int:
         kernel_name=args.kernel,
         log_output=not args.quiet,
         resume=args.resume,
+        fresh=args.fresh,
     )
     print(f"[medlib] results in {results_dir}")
     return 0
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (scancel, preemption, a time limit): stop like Ctrl-C so the stage is recorded as interrupted."""
+
+
+def _raise_on_sigterm() -> None:
+    """Turn SIGTERM into Terminated in the main thread (the kernel is shut down on the way out)."""
+    import signal
+    import threading
+
+    def stop(signum: int, frame: object) -> None:
+        raise Terminated(f"signal {signum}")
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, stop)
 
 
 def _stream_papermill_log() -> None:
@@ -81,6 +110,7 @@ def _stream_papermill_log() -> None:
     if not logger.handlers:
         handler = logging.StreamHandler(sys.stdout)
         handler.setFormatter(logging.Formatter("%(message)s"))
+        handler.addFilter(live.redacting_filter())  # Slurm logs are shared files: no tokens in them
         logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False
@@ -100,13 +130,21 @@ def _add_build_tiny(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--shape", default="tiny", choices=["tiny", "3b", "7b"],
                         help="tiny (default), or the layer sizes of Qwen2.5-VL-3B/7B in bf16 for GPU benchmarks")
+    parser.add_argument("--overwrite", action="store_true", help="replace the files of an existing folder")
     parser.set_defaults(handler=_build_tiny)
 
 
 def _build_tiny(args: argparse.Namespace) -> int:
     """Handler of `medlib build-tiny`."""
+    from pathlib import Path
+
     from medlib.models.tiny import build_tiny_model
 
+    target = Path(args.out)
+    if target.exists() and not target.is_dir():
+        raise ConfigError(f"{args.out}: is a file; build-tiny writes a checkpoint folder")
+    if target.is_dir() and any(target.iterdir()) and not args.overwrite:
+        raise ConfigError(f"{args.out}: folder is not empty; pass --overwrite to replace its files")
     out = build_tiny_model(args.out, args.arch, image_size=args.image_size, seed=args.seed, shape=args.shape)
     print(f"[medlib] {args.shape} random-init {args.arch} checkpoint in {out}")
     return 0
@@ -270,10 +308,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse arguments, run the chosen subcommand and return its exit status."""
+    """Parse arguments, run the chosen subcommand and return its exit status (see EXIT_*)."""
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
+    except KernelDied as error:
+        return _fail(args, error, EXIT_INTERRUPTED)
+    except StageFailed as error:
+        return _fail(args, error, EXIT_STAGE_FAILED)
     except USER_ERRORS as error:
-        print(f"medlib {args.command}: error: {error}", file=sys.stderr)
-        return 1
+        return _fail(args, error, EXIT_BAD_INPUT)
+    except (OSError, UnicodeDecodeError) as error:
+        # A file that cannot be read or written: the message names it.
+        return _fail(args, error, EXIT_BAD_INPUT)
+    except KeyboardInterrupt as error:
+        terminated = isinstance(error, Terminated)
+        return _fail(args, f"{'terminated' if terminated else 'interrupted'}; what completed is kept "
+                     "(medlib run: rerun with --resume)", EXIT_TERMINATED if terminated else EXIT_CTRL_C)
+
+
+def _fail(args: argparse.Namespace, error: object, code: int) -> int:
+    """Print `medlib CMD: error: ...` on one line (secrets redacted) and return the exit code."""
+    from medlib.pipeline.rendering import scrub_text, secret_values
+
+    print(f"medlib {args.command}: error: {scrub_text(str(error), secret_values())}", file=sys.stderr)
+    return code

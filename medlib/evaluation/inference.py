@@ -1,6 +1,7 @@
-"""Batched generation over records → predictions JSONL (DESIGN.md prediction contract), resumable."""
+"""Batched generation over records → predictions JSONL (prediction contract, docs/architecture.md), resumable."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -12,7 +13,8 @@ from tqdm.auto import tqdm
 from medlib.data import load_record_images, prompts
 from medlib.evaluation.parsing import extract_answer, parse_answer
 from medlib.evaluation.prediction_file import read_jsonl as read_predictions  # noqa: F401  (the one reader)
-from medlib.pipeline.results import atomic_write_text
+from medlib.pipeline.config import ConfigError
+from medlib.pipeline.results import atomic_write_json, atomic_write_text
 
 # New-token budgets per task when max_new_tokens <= 0: reports are long, labels are short.
 TASK_MAX_NEW_TOKENS = {"report_generation": 512, "vqa_open": 64, "detection": 128, "instance_detection": 256,
@@ -21,6 +23,13 @@ DEFAULT_MAX_NEW_TOKENS = 32
 # From this many questions on CUDA, `auto` pays static-cache compilation once (~1 min on a 3B model)
 # for ~2.5× faster decoding (measured anchors in README).
 STATIC_CACHE_MIN_QUESTIONS = 256
+# Beside `<out>.partial`: which model wrote it, so a resume never mixes two models in one file.
+IDENTITY_SUFFIX = ".model.json"
+SKIPPED_SHOWN = 3
+
+
+class PartialMismatch(ConfigError):
+    """An in-progress predictions file written by another model than the one resuming it."""
 
 
 def unsloth_generates(model: Any) -> bool:
@@ -43,11 +52,13 @@ def resolve_cache(cache_implementation: str, n_questions: int, device: str, unsl
 
 
 def generation_inputs(processor: Any, records: list[dict[str, Any]], data_root: str | Path, *,
-                      image_size: int | None, answer_format: str, system_prompt: str | None) -> Any:
-    """Tokenise a batch of prompts with their images exactly as training does, left-padded."""
+                      image_size: int | None, answer_format: str, system_prompt: str | None,
+                      images: list | None = None) -> Any:
+    """Tokenise a batch of prompts with their images (loaded here unless given) exactly as training does."""
     texts = [processor.apply_chat_template(prompts.prompt_messages(r, answer_format, system_prompt),
                                            add_generation_prompt=True, tokenize=False) for r in records]
-    images = [load_record_images(r, data_root, image_size) for r in records]
+    if images is None:
+        images = [load_record_images(r, data_root, image_size) for r in records]
     processor.tokenizer.padding_side = "left"
     return processor(text=texts, images=images if any(images) else None, return_tensors="pt", padding=True)
 
@@ -57,10 +68,10 @@ def generate_batch(model: Any, processor: Any, records: list[dict[str, Any]], da
                    image_size: int | None, answer_format: str = "think_answer", system_prompt: str | None = None,
                    max_new_tokens: int = 64, num_beams: int = 1, length_penalty: float = 1.0,
                    do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
-                   cache_implementation: str = "") -> list[str]:
+                   cache_implementation: str = "", images: list | None = None) -> list[str]:
     """Generate one completion per record in a single padded batch; return the decoded texts."""
-    inputs = generation_inputs(processor, records, data_root, image_size=image_size,
-                               answer_format=answer_format, system_prompt=system_prompt).to(model.device)
+    inputs = generation_inputs(processor, records, data_root, image_size=image_size, answer_format=answer_format,
+                               system_prompt=system_prompt, images=images).to(model.device)
     kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "num_beams": num_beams, "do_sample": do_sample}
     if num_beams > 1:
         kwargs["length_penalty"] = length_penalty
@@ -109,12 +120,20 @@ def predict_records(model: Any, processor: Any, records: list[dict[str, Any]], d
     """Generate for every record in length-sorted batches, halving the batch on out-of-memory.
 
     With `out_path`, predictions are appended to `<out_path>.partial` as they come, `resume`
-    skips ids already there, and the finished file is written atomically in the records' order.
+    skips ids already there (only when the same model wrote them), and the finished file is written
+    atomically in the records' order. A record whose image is missing or unreadable is skipped and counted.
     """
     partial = Path(str(out_path) + ".partial") if out_path else None
-    done = read_partial(partial) if (partial and resume) else {}
-    if partial and not resume:
-        partial.unlink(missing_ok=True)
+    done: dict[str, dict[str, Any]] = {}
+    if partial:
+        identity = {"checkpoint": checkpoint, "weights": weights_digest(model)}
+        sidecar = Path(str(partial) + IDENTITY_SUFFIX)
+        if resume and partial.exists():
+            check_partial_identity(partial, sidecar, identity)
+            done = read_partial(partial)
+        else:
+            partial.unlink(missing_ok=True)
+        atomic_write_json(sidecar, identity)
     todo = [r for r in records if r["id"] not in done]
     model.eval()
     unsloth = unsloth_generates(model)
@@ -127,12 +146,16 @@ def predict_records(model: Any, processor: Any, records: list[dict[str, Any]], d
                "temperature": temperature, "top_p": top_p, "cache_implementation": cache}
     bar = tqdm(total=len(records), initial=len(records) - len(todo), desc=f"generate {checkpoint}",
                disable=not progress, unit="q")
+    skipped: dict[str, str] = {}
     pending = length_sorted_batches(todo, batch_size, max_new_tokens)
     while pending:
         indices = pending.pop(0)
-        batch = [todo[i] for i in indices]
+        batch, images = _with_images([todo[i] for i in indices if todo[i]["id"] not in skipped], data_root,
+                                     image_size, skipped)
+        if not batch:
+            continue
         try:
-            texts = generate_batch(model, processor, batch, data_root,
+            texts = generate_batch(model, processor, batch, data_root, images=images,
                                    max_new_tokens=max_new_tokens_for(batch[0]["task"], max_new_tokens), **options)
         except (RuntimeError, torch.cuda.OutOfMemoryError) as error:
             if not is_out_of_memory(error) or len(batch) == 1:
@@ -149,11 +172,55 @@ def predict_records(model: Any, processor: Any, records: list[dict[str, Any]], d
         done.update((p["id"], p) for p in new)
         bar.update(len(new))
     bar.close()
-    predictions = [done[r["id"]] for r in records]
+    if skipped:
+        shown = "; ".join(f"{key}: {reason}" for key, reason in list(skipped.items())[:SKIPPED_SHOWN])
+        print(f"[medlib] {checkpoint}: skipped {len(skipped)} of {len(records)} records whose images could not "
+              f"be loaded ({shown}{' ...' if len(skipped) > SKIPPED_SHOWN else ''})", flush=True)
+    predictions = [done[r["id"]] for r in records if r["id"] in done]
     if out_path:
         write_predictions(out_path, predictions)
         partial.unlink(missing_ok=True)
+        sidecar.unlink(missing_ok=True)
     return predictions
+
+
+def _with_images(batch: list[dict[str, Any]], data_root: str | Path, image_size: int | None,
+                 skipped: dict[str, str]) -> tuple[list[dict[str, Any]], list]:
+    """The batch's records whose images load, with their images; the others go into `skipped` with a reason."""
+    kept, images = [], []
+    for record in batch:
+        try:
+            images.append(load_record_images(record, data_root, image_size))
+        except Exception as error:  # noqa: BLE001 - missing, truncated, not an image, too large: all skipped
+            skipped[record["id"]] = f"{type(error).__name__}: {error}"
+            continue
+        kept.append(record)
+    return kept, images
+
+
+def weights_digest(model: Any) -> str:
+    """A short fingerprint of a model's weights (the first values of every parameter tensor)."""
+    digest = hashlib.sha256()
+    for name, parameter in model.named_parameters():
+        digest.update(name.encode())
+        digest.update(parameter.detach().reshape(-1)[:64].float().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def check_partial_identity(partial: Path, sidecar: Path, identity: dict[str, str]) -> None:
+    """Raise PartialMismatch unless `partial` was written by the model with this identity."""
+    try:
+        recorded = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        recorded = None
+    if isinstance(recorded, dict) and recorded.get("weights") == identity["weights"]:
+        return
+    written_by = (f"checkpoint {recorded.get('checkpoint')!r} (weights {recorded.get('weights')})"
+                  if isinstance(recorded, dict) else f"an unknown model ({sidecar.name} is missing or unreadable)")
+    raise PartialMismatch(
+        f"{partial}: the predictions so far were written by {written_by}, not by {identity['checkpoint']!r} "
+        f"(weights {identity['weights']}); refusing to mix two models in one file. Start over without "
+        f"--resume (medlib run: --fresh), or delete {partial.name}")
 
 
 def prediction_from(record: dict[str, Any], raw: str, checkpoint: str) -> dict[str, Any]:
@@ -261,7 +328,21 @@ def flare_submission(questions: list[dict[str, Any]], predictions: list[dict[str
 
 def write_flare_submission(questions_path: str | Path, predictions: list[dict[str, Any]],
                            out_path: str | Path) -> Path:
-    """Write a FLARE-format submission JSON (the questions file with `Answer` filled), atomically."""
+    """Write a FLARE-format submission JSON (the questions file with `Answer` filled), atomically.
+
+    A folder of the FLARE 2025 layout (e.g. `validation-public/`) fills every questions file below it, each
+    written to the same relative path under `out_path` without its suffix (`grpo_submission/…`); returns that folder.
+    """
+    if Path(questions_path).is_dir():
+        from medlib.data.readers.flare2025 import QUESTION_FILE
+
+        root, folder = Path(questions_path), Path(out_path).with_suffix("")
+        files = sorted(p for p in root.rglob("*.json") if QUESTION_FILE.match(p.name))
+        if not files:
+            raise FileNotFoundError(f"{root}: no FLARE questions files (<dataset>_questions_<split>.json) below it")
+        for path in files:
+            write_flare_submission(path, predictions, folder / path.relative_to(root))
+        return folder
     questions = json.loads(Path(questions_path).read_text(encoding="utf-8"))
     if not isinstance(questions, list):
         raise ValueError(f"{questions_path}: a FLARE questions file is a JSON list")

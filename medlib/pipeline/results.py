@@ -17,6 +17,10 @@ from pathlib import Path
 from typing import Any
 
 METRICS_FILE = "metrics.json"
+# While `medlib run` executes a stage, writes into its results dir go to a staging folder that the runner
+# moves into place only when the stage succeeds: a failed stage leaves the previous results as they were.
+RESULTS_DIR_ENV = "MEDLIB_RESULTS_DIR"
+STAGING_DIR_ENV = "MEDLIB_RESULTS_STAGING"
 ENVIRONMENT_FILE = "env.json"
 TRACKED_PACKAGES = (
     "torch",
@@ -79,9 +83,21 @@ def atomic_write_json(path: Path | str, obj: Any) -> Path:
     return atomic_write_text(path, text + "\n")
 
 
+def output_dir(results_dir: Path | str) -> Path:
+    """Where files for `results_dir` are written: the stage's staging folder under `medlib run`, else itself."""
+    staging, real = os.environ.get(STAGING_DIR_ENV), os.environ.get(RESULTS_DIR_ENV)
+    if staging and real and Path(results_dir).resolve() == Path(real).resolve():
+        return Path(staging)
+    return Path(results_dir)
+
+
 def update_metrics(results_dir: Path | str, stage: str, metrics: Mapping[str, Any]) -> Path:
     """Set `metrics.json[stage] = metrics`, keeping the other stages' entries."""
-    path = Path(results_dir) / METRICS_FILE
+    return _update_metrics_file(output_dir(results_dir) / METRICS_FILE, stage, metrics)
+
+
+def _update_metrics_file(path: Path, stage: str, metrics: Mapping[str, Any]) -> Path:
+    """Set one stage's entry of a metrics.json file, refusing to overwrite a file that is not a JSON object."""
     existing: dict[str, Any] = {}
     if path.exists():
         try:
@@ -92,6 +108,21 @@ def update_metrics(results_dir: Path | str, stage: str, metrics: Mapping[str, An
             raise ValueError(f"{path}: expected a JSON object, refusing to overwrite")
     existing[stage] = json_safe(dict(metrics))
     return atomic_write_json(path, existing)
+
+
+def commit_stage_outputs(staging: Path | str, results_dir: Path | str) -> None:
+    """Move a finished stage's files from its staging folder into results_dir; merge its metrics.json entries."""
+    staging, results_dir = Path(staging), Path(results_dir)
+    metrics = staging / METRICS_FILE
+    if metrics.exists():
+        for stage, entry in json.loads(metrics.read_text(encoding="utf-8")).items():
+            _update_metrics_file(results_dir / METRICS_FILE, stage, entry)
+        metrics.unlink()
+    for source in sorted(staging.rglob("*")):
+        if source.is_file():
+            target = results_dir / source.relative_to(staging)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(source, target)
 
 
 def _git(repo_dir: Path, *args: str) -> str | None:
@@ -172,11 +203,11 @@ def save_figure(fig: Any, results_dir: Path | str, name: str) -> Path:
     stem = name.removesuffix(".png")
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
-    return atomic_write_bytes(Path(results_dir) / "figures" / f"{stem}.png", buffer.getvalue())
+    return atomic_write_bytes(output_dir(results_dir) / "figures" / f"{stem}.png", buffer.getvalue())
 
 
 def ensure_dir(results_dir: Path | str, name: str) -> Path:
     """Return results_dir/<name>, created if missing (tables/, figures/ ...)."""
-    path = Path(results_dir) / name
+    path = output_dir(results_dir) / name
     path.mkdir(parents=True, exist_ok=True)
     return path

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
+import os
+import shlex
+import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,10 +23,25 @@ from medlib.pipeline.config import (
     notebook_parameters,
     resolved_parameters,
 )
-from medlib.pipeline.results import atomic_write_json, atomic_write_text, write_environment
+from medlib.pipeline.results import (
+    RESULTS_DIR_ENV,
+    STAGING_DIR_ENV,
+    atomic_write_text,
+    commit_stage_outputs,
+    write_environment,
+)
+from medlib.pipeline.stage_state import (
+    STAGES_FILE,
+    input_fingerprints,
+    mark_stage,
+    read_stage_states,
+    stale_reason,
+)
 
+__all__ = ["RESOLVED_PARAMS_FILE", "STAGES_FILE", "StageFailed", "KernelDied", "read_stage_states",
+           "render_html", "results_directory", "run_experiment", "select_stages"]
 RESOLVED_PARAMS_FILE = "params.resolved.yaml"
-STAGES_FILE = "stages.json"
+FAILED_DIR = "failed"  # results/<exp>/failed/<stem>.ipynb: the notebook of a failed attempt
 
 
 class StageFailed(RuntimeError):
@@ -53,6 +69,18 @@ class StageFailed(RuntimeError):
             f"see the executed notebook {display_path(notebook)} "
             f"and {display_path(notebook.with_suffix('.html'))}{note}"
         )
+
+
+class KernelDied(StageFailed):
+    """A stage whose kernel died (OOM killer, a signal): where it was, why, and how to resume."""
+
+    def __init__(self, stem: str, notebook: Path, reason: str, cell: str, resume: str) -> None:
+        self.reason, self.cell, self.resume = reason, cell, resume
+        RuntimeError.__init__(
+            self, f"stage {stem}: the kernel died while running {cell}: {reason}. Its outputs so far are in "
+            f"{display_path(notebook)}; the previous results of {stem} are unchanged. Resume with: {resume}")
+        self.stem, self.notebook, self.ename, self.evalue = stem, notebook, "DeadKernelError", reason
+        self.cell_index = self.exec_count = None
 
 
 def select_stages(
@@ -124,35 +152,17 @@ def render_html(notebook_path: Path, *, exclude_input: bool = False) -> Path:
     return render_publishable(notebook_path, exclude_input=exclude_input)
 
 
-def _stage_digest(parameters: dict[str, Any]) -> str:
-    """A short hash of a stage's resolved parameters: a completed stage counts only for these."""
-    text = json.dumps(parameters, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-
-
-def read_stage_states(results_path: Path) -> dict[str, Any]:
-    """stages.json: stem → {status, params_hash, updated_utc}; empty when absent or unreadable."""
-    try:
-        states = json.loads((results_path / STAGES_FILE).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return {}
-    return states if isinstance(states, dict) else {}
-
-
-def _mark_stage(results_path: Path, stem: str, status: str, parameters: dict[str, Any]) -> None:
-    """Record a stage's status (running, completed, failed) in stages.json."""
-    states = read_stage_states(results_path)
-    states[stem] = {"status": status, "params_hash": _stage_digest(parameters),
-                    "updated_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    atomic_write_json(results_path / STAGES_FILE, states)
-
-
-def _completed(results_path: Path, stem: str, parameters: dict[str, Any]) -> bool:
-    """Whether the stage completed with these parameters and its executed notebook is still there."""
-    state = read_stage_states(results_path).get(stem, {})
-    return (isinstance(state, dict) and state.get("status") == "completed"
-            and state.get("params_hash") == _stage_digest(parameters)
-            and (results_path / f"{stem}.ipynb").exists())
+def resume_command(params_path: Path | str, stages: Sequence[str] | None, from_stage: str | None,
+                   overrides: Sequence[str]) -> str:
+    """The `medlib run` command line that reruns the same selection, skipping completed stages."""
+    parts = ["medlib", "run", str(params_path)]
+    if stages:
+        parts += ["--stages", ",".join(stages)]
+    elif from_stage:
+        parts += ["--from", from_stage]
+    for override in overrides:
+        parts += ["--set", override]
+    return shlex.join([*parts, "--resume"])
 
 
 def run_experiment(
@@ -165,11 +175,15 @@ def run_experiment(
     kernel_name: str = "python3",
     log_output: bool = True,
     resume: bool = False,
+    fresh: bool = False,
 ) -> Path:
     """Validate the experiment, then execute the selected notebooks; returns the results dir.
 
-    With `resume`, selected stages recorded as completed (same parameters) are skipped up to the first unfinished one.
+    With `resume`, selected stages recorded as completed (same parameters, same inputs) are skipped up to
+    the first unfinished one. With `fresh`, every stage that runs starts over (its `resume` parameter off).
     """
+    if resume and fresh:
+        raise ConfigError("choose --resume (skip completed stages) or --fresh (start over), not both")
     notebooks_dir = Path(notebooks_dir).resolve()
     repo_root = notebooks_dir.parent
     all_stages = discover_stages(notebooks_dir)
@@ -189,22 +203,38 @@ def run_experiment(
         results_path / RESOLVED_PARAMS_FILE, _resolved_yaml(experiment, resolved, overrides)
     )
     write_environment(results_path, repo_dir=repo_root)
+    resume_hint = resume_command(params_path, stages, from_stage, overrides)
 
     skipping = resume
     for stage in selected:
         parameters = resolved[stage.stem]
+        if fresh and "resume" in parameters:
+            parameters = {**parameters, "resume": False}
         # Only the leading completed stages are skipped: once one reruns, later ones see new inputs.
-        skipping = skipping and _completed(results_path, stage.stem, parameters)
         if skipping:
-            print(f"[medlib] {stage.stem}: completed earlier, skipped (--resume)", flush=True)
-            continue
-        _mark_stage(results_path, stage.stem, "running", parameters)
+            state = read_stage_states(results_path).get(stage.stem)
+            inputs = input_fingerprints(stage.block, parameters, repo_root)
+            reason = stale_reason(state, parameters, inputs, results_path / f"{stage.stem}.ipynb")
+            if reason is None:
+                print(f"[medlib] {stage.stem}: completed earlier, skipped (--resume)", flush=True)
+                continue
+            print(f"[medlib] {stage.stem}: running it ({reason})", flush=True)
+            skipping = False
+        mark_stage(results_path, stage.stem, "running", parameters)
         try:
-            _run_stage(stage, parameters, results_path, repo_root, kernel_name, log_output)
-        except StageFailed:
-            _mark_stage(results_path, stage.stem, "failed", parameters)
+            _run_stage(stage, parameters, results_path, repo_root, kernel_name, log_output, resume_hint)
+        except KernelDied as error:
+            mark_stage(results_path, stage.stem, "interrupted", parameters, reason=error.reason, cell=error.cell)
             raise
-        _mark_stage(results_path, stage.stem, "completed", parameters)
+        except StageFailed as error:
+            mark_stage(results_path, stage.stem, "failed", parameters, reason=f"{error.ename}: {error.evalue}")
+            raise
+        except BaseException as error:  # Ctrl-C, SIGTERM (scancel, preemption): resumable, say so
+            mark_stage(results_path, stage.stem, "interrupted", parameters,
+                       reason=f"the runner was stopped ({type(error).__name__})")
+            raise
+        mark_stage(results_path, stage.stem, "completed", parameters,
+                   inputs=input_fingerprints(stage.block, parameters, repo_root))
     return results_path
 
 
@@ -215,15 +245,29 @@ def _run_stage(
     repo_root: Path,
     kernel_name: str,
     log_output: bool,
+    resume_hint: str,
 ) -> None:
-    """Execute one notebook into results_path and render it; raise StageFailed if it fails."""
+    """Execute one notebook in a staging folder; on success move it and its files into results_path.
+
+    On failure the executed notebook goes to results/<exp>/failed/ and the stage's previous results
+    (notebook, HTML, figures, tables, metrics.json entry) stay as they were.
+    """
     # papermill takes ~2 s to import; commands that never run a notebook should not pay it.
     import papermill
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
-    output = results_path / f"{stage.stem}.ipynb"
+    from medlib.pipeline import live
+
+    staging = results_path / f".{stage.stem}.staging"
+    shutil.rmtree(staging, ignore_errors=True)  # what a killed runner left
+    staging.mkdir(parents=True)
+    output = staging / f"{stage.stem}.ipynb"
     print(f"[medlib] {stage.stem}: started", flush=True)
     started = time.perf_counter()
+    watch = live.KernelWatch()
+    live.watching(watch)
+    saved_env = {name: os.environ.get(name) for name in (RESULTS_DIR_ENV, STAGING_DIR_ENV)}
+    os.environ.update({RESULTS_DIR_ENV: str(results_path.resolve()), STAGING_DIR_ENV: str(staging.resolve())})
     try:
         papermill.execute_notebook(
             str(stage.path),
@@ -233,37 +277,73 @@ def _run_stage(
             cwd=str(repo_root),
             log_output=log_output,
             progress_bar=False,
+            engine_name=live.register_engine(),
         )
     except papermill.PapermillExecutionError as error:
-        note = _render_after_failure(stage, output, started)
+        failed = _keep_failed(stage, output, results_path, started)
         raise StageFailed(
             stage.stem,
-            output,
+            failed,
             error.ename,
             error.evalue,
             cell_index=error.cell_index,
             exec_count=error.exec_count,
-            note=note,
+            note=f"{_render_note(failed)}; the previous results of {stage.stem} are unchanged",
         ) from error
-    except (DeadKernelError, CellTimeoutError) as error:
-        note = _render_after_failure(stage, output, started)
-        raise StageFailed(
-            stage.stem, output, type(error).__name__, str(error), note=note
-        ) from error
-    html = render_html(output)
+    except DeadKernelError as error:
+        reason = watch.exit_reason()
+        cell = _cell_name(watch)
+        failed = _keep_failed(stage, output, results_path, started)
+        _render_note(failed)
+        raise KernelDied(stage.stem, failed, reason, cell, resume_hint) from error
+    except CellTimeoutError as error:
+        failed = _keep_failed(stage, output, results_path, started)
+        raise StageFailed(stage.stem, failed, type(error).__name__, str(error), note=_render_note(failed)) from error
+    finally:
+        watch.stop()
+        live.watching(None)
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    render_html(output)
+    commit_stage_outputs(staging, results_path)
+    shutil.rmtree(staging, ignore_errors=True)
+    for old in (results_path / FAILED_DIR).glob(f"{stage.stem}.*"):
+        old.unlink()  # this stage's last failure is history now
     elapsed = time.perf_counter() - started
+    html = results_path / f"{stage.stem}.html"
     print(f"[medlib] {stage.stem}: finished in {elapsed:.1f} s -> {display_path(html)}", flush=True)
 
 
-def _render_after_failure(stage: Stage, output: Path, started: float) -> str:
-    """Render the failed notebook's HTML; a note for the error message if that fails too."""
+def _cell_name(watch: Any) -> str:
+    """`cell 8 (result = sft.run(settings))`: the last cell that started, by index and first line."""
+    if watch.cell_index is None:
+        return "kernel start-up"
+    first = next((line.strip() for line in watch.cell_source.splitlines() if line.strip()), "")
+    return f"cell {watch.cell_index} ({first[:80]})"
+
+
+def _keep_failed(stage: Stage, output: Path, results_path: Path, started: float) -> Path:
+    """Move a failed attempt's notebook to results/<exp>/failed/ (HTML rendered beside it); drop its staging."""
     elapsed = time.perf_counter() - started
     print(f"[medlib] {stage.stem}: FAILED after {elapsed:.1f} s", flush=True)
-    if not output.exists():
+    failed = results_path / FAILED_DIR / f"{stage.stem}.ipynb"
+    if output.exists():
+        failed.parent.mkdir(exist_ok=True)
+        os.replace(output, failed)
+    shutil.rmtree(output.parent, ignore_errors=True)
+    return failed
+
+
+def _render_note(failed: Path) -> str:
+    """Render the failed notebook's HTML; a note for the error message if that fails too."""
+    if not failed.exists():
         return " (no executed notebook was written)"
     # Any rendering error must not replace the stage's own error, which is the news.
     try:
-        render_html(output)
+        render_html(failed)
     except Exception as error:  # noqa: BLE001
         return f" (rendering its HTML failed too: {type(error).__name__}: {error})"
     return ""

@@ -147,8 +147,21 @@ def render_script(
     resources: dict[str, Any],
     settings: dict[str, Any],
     num_processes: int = 1,
+    where: str = "sbatch script",
 ) -> str:
-    """The sbatch script of one stage: resources, requeue on signal, live log, resumable command."""
+    """The sbatch script of one stage: resources, requeue on signal, live log, resumable command.
+
+    Every value must fit on one line: a line break in a name, path or setting would inject a line.
+    """
+    from medlib.pipeline.paths import check_single_line
+
+    values = {"job name": job_name, "log": log_pattern, "repo": str(repo_root), "python": command[0],
+              **{f"command argument {i}": str(part) for i, part in enumerate(command)},
+              **{f"{SLURM_BLOCK}.{key}": str(value) for key, value in resources.items() if key != "extra"},
+              **{f"{SLURM_BLOCK}.extra[{i}]": line for i, line in enumerate(resources.get("extra") or [])},
+              **{f"{SLURM_BLOCK}.setup[{i}]": line for i, line in enumerate(settings.get("setup") or [])}}
+    for field_name, value in values.items():
+        check_single_line(value, where, field_name)
     header = ["#!/bin/bash", f"#SBATCH --job-name={job_name}", f"#SBATCH --output={log_pattern}",
               # A requeued run appends to the same log instead of wiping the first attempt's output.
               "#SBATCH --open-mode=append", "#SBATCH --ntasks=1", *sbatch_lines(resources)]
@@ -214,7 +227,7 @@ def plan_experiment(
                    "--resume", "--notebooks-dir", str(notebooks_dir)]
         script = render_script(job_name=f"{experiment.name}:{stage.stem}", log_pattern=log_pattern,
                                repo_root=repo_root, command=command, resources=resources,
-                               settings=settings, num_processes=num_processes)
+                               settings=settings, num_processes=num_processes, where=display_path(params_path))
         jobs.append(StageJob(experiment.name, stage, runs_dir / "slurm" / f"{stage.stem}.sbatch", script,
                              log_pattern))
     return Submission(experiment.name, params_path, jobs)

@@ -138,15 +138,55 @@ def test_failing_cell_raises_stage_failed_and_stops_the_chain(repo: Path) -> Non
     error = raised.value
     results = repo / "results" / "exp"
     assert error.stem == "10_first"
-    assert error.notebook == results / "10_first.ipynb"
+    assert error.notebook == results / "failed" / "10_first.ipynb"
     assert (error.ename, error.evalue) == ("ValueError", "bad value 1")
     # Cells of the executed notebook: title, parameters, injected parameters, failing cell.
     assert (error.cell_index, error.exec_count) == (3, 3)
     message = str(error)
     assert "stage 10_first failed at cell 3 (In [3]): ValueError: bad value 1" in message
-    assert str(results / "10_first.ipynb") in message
-    assert (results / "10_first.html").exists()
+    assert str(results / "failed" / "10_first.ipynb") in message
+    assert (results / "failed" / "10_first.html").exists()
     assert not (results / "20_second.ipynb").exists()
+
+
+STAGE_WITH_RESULTS = """\
+from medlib.pipeline import results
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+fig = plt.figure(); plt.plot([1, 2], [int(message == "bad"), 1])
+results.save_figure(fig, results_dir, "10_curve")
+(results.ensure_dir(results_dir, "tables") / "10_table.csv").write_text(message)
+if message == "bad":
+    raise ValueError("bad message")
+results.update_metrics(results_dir, "10_first", {"message": message})
+"""
+
+
+def test_a_failed_stage_leaves_the_previous_results_intact(repo: Path) -> None:
+    """Issue 17 item 1: a failing rerun must not replace the good notebook, figures, tables or metrics."""
+    write_notebook(repo / "notebooks" / "10_first.ipynb", FIRST_PARAMETERS, STAGE_WITH_RESULTS)
+    params = repo / "params" / "exp.yaml"
+    results = run_experiment(params, stages=["10_first"], notebooks_dir=repo / "notebooks", log_output=False)
+    kept = {path.relative_to(results): path.read_bytes() for path in sorted(results.rglob("*"))
+            if path.is_file() and path.name not in ("env.json", "params.resolved.yaml", "stages.json")}
+    assert {"10_first.ipynb", "10_first.html", "figures/10_curve.png", "tables/10_table.csv",
+            "metrics.json"} <= {str(path) for path in kept}
+    with pytest.raises(StageFailed, match="the previous results of 10_first are unchanged"):
+        run_experiment(params, stages=["10_first"], overrides=["first.message=bad"],
+                       notebooks_dir=repo / "notebooks", log_output=False)
+    after = {path.relative_to(results): path.read_bytes() for path in sorted(results.rglob("*"))
+             if path.is_file() and path.name not in ("env.json", "params.resolved.yaml", "stages.json")
+             and path.parts[len(results.parts)] != "failed"}
+    assert after == kept
+    assert (results / "failed" / "10_first.ipynb").exists()
+    assert not list(results.glob(".*staging"))
+    # The next success replaces them and clears the failure.
+    run_experiment(params, stages=["10_first"], overrides=["first.message=again"],
+                   notebooks_dir=repo / "notebooks", log_output=False)
+    assert (results / "tables" / "10_table.csv").read_text() == "again"
+    assert json.loads((results / "metrics.json").read_text())["10_first"] == {"message": "again"}
+    assert not list((results / "failed").iterdir())
 
 
 def test_cli_runs_from_a_stage_with_overrides(repo: Path) -> None:
@@ -205,7 +245,7 @@ def test_cli_reports_stage_failed(
         )
 
     monkeypatch.setattr(cli, "run_experiment", failing_run)
-    assert cli.main(["run", "params/exp.yaml"]) == 1
+    assert cli.main(["run", "params/exp.yaml"]) == cli.EXIT_STAGE_FAILED
     err = capsys.readouterr().err
     assert err.startswith("medlib run: error: stage 20_second failed at cell 3 (In [4]): KeyError")
     assert "20_second.ipynb" in err
