@@ -149,13 +149,15 @@ def _group_scores(predictions: list[dict], require_think: bool) -> dict:
     """Common scores plus MAE for numeric groups and balanced accuracy/chance for label groups."""
     scores = _common_scores(predictions, require_think)
     tasks = {p["task"] for p in predictions}
-    references = [_parsed_reference(p) for p in predictions]
     if tasks <= _NUMERIC_TASKS:
+        references = [_parsed_reference(p) for p in predictions]
         numeric = mean_absolute_error(
             references, [finite_float(p.get("parsed")) for p in predictions]
         )
         scores.update(mae=numeric["mae"], n_unparsed=numeric["n_unparsed"])
     if tasks <= _LABEL_TASKS:
+        # Only these groups need parsed references (free-text ones, reports, may be empty).
+        references = [_parsed_reference(p) for p in predictions]
         labels = [p.get("parsed") for p in predictions]
         scores["balanced_accuracy"] = balanced_accuracy(references, labels)
         scores["chance"] = _chance(predictions, references)

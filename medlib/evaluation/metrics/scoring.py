@@ -268,6 +268,21 @@ def report_convention_rows(scores: dict) -> list[dict]:
     return rows
 
 
+def convention_table(task_scores: dict[str, dict]) -> Any:
+    """Report metrics by convention as a pandas DataFrame: rows (dataset, convention, metric), one column per
+    checkpoint of {checkpoint: score_records(...)}; empty when no checkpoint has reports."""
+    import pandas as pd
+
+    rows = [{"checkpoint": checkpoint, "dataset": row["dataset"], "convention": row["convention"], "metric": name,
+             "value": value}
+            for checkpoint, scores in task_scores.items() for row in report_convention_rows(scores)
+            for name, value in row.items() if name not in ("dataset", "convention") and value is not None]
+    if not rows:
+        return pd.DataFrame()
+    return pd.DataFrame(rows).pivot_table(index=["dataset", "convention", "metric"], columns="checkpoint",
+                                          values="value", sort=False)
+
+
 def markdown_table(scores: dict, comparison: list[dict] | None = None) -> str:
     """The scores (and comparison) as markdown tables: one row per data set and task, then report conventions."""
     lines = [
