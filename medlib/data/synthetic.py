@@ -15,7 +15,7 @@ from PIL import Image
 
 DATASET_NAME = "synthetic_lesions"
 QUESTION_TYPES = ("presence", "count", "side", "findings", "detect", "instances", "size", "location", "report",
-                  "temporal")
+                  "temporal", "choice")
 ORIGINAL_TYPES = ("presence", "count", "side")
 SPLIT_OFFSETS = {"train": 0, "validation": 1, "test": 2}
 
@@ -54,6 +54,9 @@ QUESTIONS = {
     "temporal": Question("report_generation", "Compare the current image (first) with the prior image (second). "
                          "Write a short report with Findings and Impression sections.",
                          "I count the lesions on both images and compare.", None),
+    # Multiple choice as OmniMedVQA/Med-R1 write it (`A)x, B)y, ...`, answer = the letter); options shuffled per question.
+    "choice": Question("vqa_closed", "Which quadrant holds the lesion?", "I check which quadrant holds the bright spot.",
+                       None),
 }
 FINDING_LEVELS = {"mass": 215.0, "cyst": 12.0, "calcification": 250.0}
 QUADRANTS = ("upper left", "upper right", "lower left", "lower right")
@@ -169,10 +172,23 @@ def _lesion_report(shapes: list[Shape], size: int) -> tuple[str, str]:
     return f"{len(shapes)} bright round {noun}: {places}.", impression
 
 
+def _multiple_choice(rng: np.random.Generator, size: int, radius: int) -> tuple[str, list[Image.Image], dict]:
+    """One lesion in a quadrant; the four quadrants as shuffled options (question and choices ride in the extras)."""
+    quadrant = QUADRANTS[int(rng.integers(0, 4))]
+    options = [QUADRANTS[i] for i in rng.permutation(len(QUADRANTS))]
+    shapes = _place_shapes(rng, ["mass"], size, [radius], region=quadrant)
+    letters = "ABCD"
+    question = f"{QUESTIONS['choice'].text} " + ", ".join(f"{letters[i]}){text}" for i, text in enumerate(options))
+    return (letters[options.index(quadrant)], [draw_shapes(rng, shapes, size)],
+            {"quadrant": quadrant, "question": question, "choices": options})
+
+
 def _generate(question_type: str, rng: np.random.Generator, size: int, max_count: int
               ) -> tuple[str, list[Image.Image], dict]:
     """Ground truth first, then the images that realise it: (answer, images current-first, meta extras)."""
     radius = max(4, size // 14)
+    if question_type == "choice":
+        return _multiple_choice(rng, size, radius)
     if question_type == "findings":
         present = [k for k, bit in zip(FINDING_LEVELS, f"{int(rng.integers(1, 8)):03b}") if bit == "1"]
         shapes = _place_shapes(rng, present, size, [radius] * len(present))
@@ -244,14 +260,16 @@ def make_split(out_dir: str | Path, split: str, n: int, *, seed: int = 0, image_
             image_rels = [image_rel] + [f"images/{split}/{record_id}_prior.png" for _ in images[1:]]
             for rel, image in zip(image_rels, images, strict=True):
                 image.save(out_dir / rel)
+        # A question with per-record wording (multiple choice) brings its own text and options.
+        text, choices = extras.pop("question", question.text), extras.pop("choices", question.choices)
         record = {
             "id": record_id, "dataset": DATASET_NAME, "modality": "synthetic", "task": question.task,
-            "images": image_rels, "question": question.text, "answer": answer,
+            "images": image_rels, "question": text, "answer": answer,
             "meta": {"split": split, "question_type": question_type, **extras,
                      "rationale": question.rationale, "source_file": f"{split}.jsonl"},
         }
-        if question.choices:
-            record["choices"] = list(question.choices)
+        if choices:
+            record["choices"] = list(choices)
         records.append(record)
     path = out_dir / f"{split}.jsonl"
     tmp = path.with_suffix(".jsonl.partial")
@@ -283,7 +301,7 @@ def ensure_dataset(out_dir: str | Path, *, sizes: dict[str, int], seed: int = 0,
 # Which FLARE modality folder each question type is filed under when written in the FLARE 2025 layout.
 FLARE_MODALITIES = {"presence": "Xray", "count": "Microscopy", "side": "Ultrasound", "findings": "Mammography",
                     "detect": "Ultrasound", "instances": "Clinical", "size": "Dermatology", "location": "Endoscopy",
-                    "report": "Xray", "temporal": "Xray"}
+                    "report": "Xray", "temporal": "Xray", "choice": "Xray"}
 
 
 def write_flare_layout(out_dir: str | Path, *, sizes: dict[str, int], seed: int = 0, image_size: int = 112,
@@ -303,3 +321,36 @@ def write_flare_layout(out_dir: str | Path, *, sizes: dict[str, int], seed: int 
     root = flare2025.write(records, staging, out_dir)
     shutil.rmtree(staging)
     return root
+
+
+def ensure_flare_dataset(out_dir: str | Path, *, sizes: dict[str, int], seed: int = 0, image_size: int = 112,
+                         question_types: tuple[str, ...] | list[str] = QUESTION_TYPES,
+                         max_count: int = 3) -> dict[str, Path]:
+    """Write the synthetic set in the FLARE 2025 layout beside out_dir and read it back through its reader into
+    out_dir, unless an identical set is there; the layout stays at `<out_dir>_flare2025/organized_dataset`."""
+    from medlib.data.readers import convert
+
+    out_dir = Path(out_dir)
+    settings = {"sizes": sizes, "seed": seed, "image_size": image_size, "question_types": list(question_types),
+                "max_count": max_count, "layout": "flare2025"}
+    marker = out_dir / "synthetic.json"
+    paths = {split: out_dir / f"{split}.jsonl" for split in sizes}
+    if marker.exists() and json.loads(marker.read_text()) == settings and all(p.exists() for p in paths.values()):
+        return paths
+    source = flare_layout_dir(out_dir)
+    shutil.rmtree(source, ignore_errors=True)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    root = write_flare_layout(source, sizes=sizes, seed=seed, image_size=image_size,
+                              question_types=question_types, max_count=max_count)
+    convert(root, out_dir, "flare2025", strict=True)
+    missing = [str(path) for path in paths.values() if not path.exists()]
+    if missing:
+        raise FileNotFoundError(f"{root}: the FLARE 2025 reader wrote no records for {missing}")
+    marker.write_text(json.dumps(settings, indent=2))
+    return paths
+
+
+def flare_layout_dir(out_dir: str | Path) -> Path:
+    """Where ensure_flare_dataset writes the FLARE 2025 layout for records in out_dir."""
+    out_dir = Path(out_dir)
+    return out_dir.with_name(out_dir.name + "_flare2025")

@@ -21,7 +21,7 @@ class InferenceParams(ModelParams):
     length_penalty: float = param(1.0, "beam length penalty (Libra reports 10 beams with 2.0)")
     cache_implementation: str = param("auto", "auto (static KV cache + compiled decoding for long CUDA runs) | static | dynamic")
     resume: bool = param(True, "keep predictions of an interrupted run and generate only the rest")
-    flare_questions: str = param("", "FLARE questions JSON to fill in as a submission per checkpoint (empty: none)")
+    flare_questions: str = param("", "FLARE questions JSON, or a folder of them in the FLARE 2025 layout, to fill in as a submission per checkpoint (empty: none)")
     image_ablation: list[str] = param(["blank", "wrong"], "image ablation passes: blank (mid-grey image) | wrong (another record's image, seeded derangement)")
     ablation_max_samples: int = param(1000, "cap on questions of each ablation pass (-1: all)")
     calibration: bool = param(True, "score the options of closed-form questions for a confidence per answer")

@@ -18,8 +18,10 @@ from medlib.pipeline.declaration import ParamSpec
 from medlib.pipeline.notebook_cells import notebook_parameters
 
 COMMON = "common"
-# The runner's own key: it names the experiment, so no notebook has to declare it.
-RUNNER_KEYS = frozenset({"experiment"})
+# The runner's own keys: `experiment` names it, `skip_stages` lists stages the experiment does not have
+# (Med-R1: no SFT, GRPO from the base model); no notebook declares or receives them.
+SKIP_STAGES = "skip_stages"
+RUNNER_KEYS = frozenset({"experiment", SKIP_STAGES})
 # Blocks that configure the tooling around the notebooks, not a stage; their own module checks
 # them (`slurm:` → medlib.pipeline.slurm) and no notebook ever receives them.
 TOOL_BLOCKS = frozenset({"slurm"})
@@ -197,6 +199,26 @@ def _unknown_blocks(experiment: Experiment, stages: Sequence[Stage]) -> list[str
     ]
 
 
+def skipped_stages(experiment: Experiment, stages: Sequence[Stage]) -> set[str]:
+    """Stems of the stages `common.skip_stages` leaves out (named by stem or block); ConfigError if unknown."""
+    problems = _skip_problems(experiment, stages)
+    if problems:
+        raise ConfigError("\n".join(problems))
+    named = set(experiment.common.get(SKIP_STAGES) or [])
+    return {stage.stem for stage in stages if {stage.stem, stage.block} & named}
+
+
+def _skip_problems(experiment: Experiment, stages: Sequence[Stage]) -> list[str]:
+    """One problem line for a `common.skip_stages` that is not a list of known stage names."""
+    names = experiment.common.get(SKIP_STAGES) or []
+    where = f"{display_path(experiment.path)}: {COMMON}.{SKIP_STAGES}"
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        return [f"{where}: expected a list of stage names, got {names!r}"]
+    known = [name for stage in stages for name in (stage.block, stage.stem)]
+    return [f"{where}: unknown stage {name!r} (known: {', '.join(s.block for s in stages)}){_suggest(name, known)}"
+            for name in names if name not in known]
+
+
 def stage_parameters(experiment: Experiment, stage: Stage) -> dict[str, Any]:
     """Every parameter of one stage for this experiment (defaults, `common`, the stage block), type-checked."""
     params, problems = _merge(experiment, stage)
@@ -234,7 +256,7 @@ def _resolve_all(
     experiment: Experiment, stages: Sequence[Stage]
 ) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """Merged parameters of every stage and every problem in the experiment."""
-    problems = _unknown_blocks(experiment, stages)
+    problems = _unknown_blocks(experiment, stages) + _skip_problems(experiment, stages)
     declared = {name for stage in stages for name in stage_specs(stage)}
     where = display_path(experiment.path)
     notebooks = "the stages"

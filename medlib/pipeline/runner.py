@@ -22,6 +22,7 @@ from medlib.pipeline.config import (
     load_experiment,
     notebook_parameters,
     resolved_parameters,
+    skipped_stages,
 )
 from medlib.pipeline.results import (
     RESULTS_DIR_ENV,
@@ -190,6 +191,10 @@ def run_experiment(
     experiment = load_experiment(_locate(params_path, repo_root), overrides)
     where = display_path(experiment.path)
     selected = select_stages(all_stages, stages, from_stage, where)
+    left_out = skipped_stages(experiment, all_stages)  # stages this experiment does not have (common.skip_stages)
+    for stem in sorted(left_out & {stage.stem for stage in selected}):
+        print(f"[medlib] {stem}: left out (common.skip_stages)", flush=True)
+    selected = [stage for stage in selected if stage.stem not in left_out]
 
     results_dir = results_directory(experiment, all_stages)
     if _declares(all_stages, "results_dir"):

@@ -19,6 +19,7 @@ from medlib.pipeline.config import (
     display_path,
     load_experiment,
     resolved_parameters,
+    skipped_stages,
 )
 from medlib.pipeline.results import atomic_write_json, atomic_write_text
 
@@ -215,7 +216,8 @@ def plan_experiment(
     experiment = load_experiment(params_path, stages=stages)
     resolved = resolved_parameters(experiment, stages)
     settings = slurm_settings(experiment, stages)
-    selected = select_stages(stages, stage_names, where=display_path(params_path))
+    left_out = skipped_stages(experiment, stages)  # no job for a stage the experiment does not have
+    selected = [s for s in select_stages(stages, stage_names, where=display_path(params_path)) if s.stem not in left_out]
     runs_dir = _under(repo_root, str(experiment.common.get("runs_dir") or f"runs/{experiment.name}"))
     interpreter = python or settings.get("python") or sys.executable
     jobs = []

@@ -11,7 +11,7 @@ from medlib.pipeline.config import discover_stages, load_experiment, validate_ex
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-PARAMS = sorted((ROOT / "params").glob("*.yaml"))
+PARAMS = sorted((ROOT / "params").glob("*.yaml")) + sorted((ROOT / "params" / "tiny").glob("*.yaml"))
 EXPECTED_STAGES = ["10_data_exploration", "20_sft", "30_grpo", "40_inference", "50_metric_analysis"]
 
 
@@ -68,7 +68,7 @@ def test_notebooks_do_not_branch_on_the_profile(path: Path):
                     assert "experiment" not in ast.unparse(node.test), f"{path.name}: branches on the experiment"
 
 
-@pytest.mark.parametrize("path", PARAMS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", PARAMS, ids=lambda p: str(p.relative_to(ROOT / "params").with_suffix("")))
 def test_every_experiment_file_validates_against_the_notebooks(path: Path):
     stages = discover_stages(ROOT / "notebooks")
     validate_experiment(load_experiment(path), stages)

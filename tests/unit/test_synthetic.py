@@ -168,3 +168,34 @@ def test_unknown_question_type_is_named(tmp_path: Path) -> None:
         make_split(tmp_path, "train", 2, question_types=("presence", "tumour_grade"))
     with pytest.raises(ValueError, match="tumour_grade"):
         ensure_dataset(tmp_path / "d", sizes={"train": 2}, question_types=["tumour_grade"])
+
+
+def test_multiple_choice_letters_name_the_lesion_quadrant(tmp_path: Path) -> None:
+    """OmniMedVQA/Med-R1 style: `A)x, B)y, ...` options parsed back by the readers, the answer letter marks the drawn quadrant."""
+    from medlib.data.readers.common import parse_options
+
+    records = read_records(make_split(tmp_path, "train", 40, seed=1, question_types=["choice"]))
+    letters = Counter()
+    for record in records:
+        options = record["choices"]
+        assert parse_options(record["question"]) == options and sorted(options) == sorted(synthetic.QUADRANTS)
+        assert record["task"] == "vqa_closed"
+        chosen = options["ABCD".index(record["answer"])]
+        assert chosen == record["meta"]["quadrant"]
+        (x, y), = bright_blobs(pixels_of(tmp_path, record))
+        assert chosen == f"{'upper' if y < 56 else 'lower'} {'left' if x < 56 else 'right'}"
+        letters[record["answer"]] += 1
+    assert len(letters) == 4  # the options are shuffled: every letter is an answer somewhere
+
+
+def test_flare_layout_twin_data_comes_back_through_the_reader(tmp_path: Path) -> None:
+    """ensure_flare_dataset writes the FLARE 2025 layout and converts it: one data set per type, reused when unchanged."""
+    types = ["side", "count", "report"]
+    paths = synthetic.ensure_flare_dataset(tmp_path / "data", sizes={"train": 6, "test": 3}, question_types=types)
+    records = read_records(paths["train"])
+    assert {r["dataset"] for r in records} == {f"synthetic_{t}" for t in types}
+    assert {r["task"] for r in records} == {"classification", "counting", "report_generation"}
+    assert (synthetic.flare_layout_dir(tmp_path / "data") / "organized_dataset" / "testing").is_dir()
+    stamp = paths["train"].stat().st_mtime_ns
+    synthetic.ensure_flare_dataset(tmp_path / "data", sizes={"train": 6, "test": 3}, question_types=types)
+    assert paths["train"].stat().st_mtime_ns == stamp
