@@ -2,7 +2,8 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# The CPU build of torch; on a CUDA machine use e.g. `make setup TORCH=torch==2.11.0 EXTRAS=gpu,dev`.
+# The CPU build of torch. On a CUDA machine: `PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cu128
+# make setup TORCH=torch==2.9.1 EXTRAS=gpu,dev` (the gpu extra pins torch 2.9.1 with its torchvision 0.24.1).
 TORCH ?= torch==2.13.0
 EXTRAS ?= cpu,dev
 STAMP := $(VENV)/.medlib-setup

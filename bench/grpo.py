@@ -57,11 +57,12 @@ def _plain_trl(args: argparse.Namespace, checkpoint: str, dataset: Any, out_dir:
     """TRL's GRPOTrainer as its documentation shows it: GRPOConfig + two reward functions."""
     from trl import GRPOConfig, GRPOTrainer
 
+    from medlib.models.loading import mixed_precision
+
     fields = _fields(args)
     model, processor = _model(args, checkpoint)
-    on_cuda = torch.cuda.is_available()
-    config = GRPOConfig(output_dir=str(out_dir), use_cpu=not on_cuda, bf16=on_cuda, reward_weights=[0.2, 0.8],
-                        **fields)
+    config = GRPOConfig(output_dir=str(out_dir), use_cpu=not torch.cuda.is_available(), **mixed_precision(),
+                        reward_weights=[0.2, 0.8], **fields)
     return GRPOTrainer(model=model, args=config, reward_funcs=[format_reward, accuracy_reward],
                        train_dataset=dataset, processing_class=processor)
 
@@ -74,7 +75,7 @@ def _medlib(args: argparse.Namespace, checkpoint: str, dataset: Any, out_dir: Pa
     engine_fields = rollouts.rollout_config_fields(args.rollout_engine, backend="hf",
                                                    rollout_batch_steps=args.rollout_batch_steps)
     config = grpo.build_grpo_config(out_dir, reward_weights=weights, **_fields(args), **engine_fields)
-    trainer = grpo.make_grpo_trainer(model, processor, config, dataset, functions)
+    trainer = grpo.make_grpo_trainer(model, processor, config, dataset, functions, backend="hf")
     if args.rollout_engine == "compiled":
         rollouts.enable_compiled_decoding(trainer)
     return trainer, cache

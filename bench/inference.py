@@ -15,11 +15,6 @@ from pathlib import Path
 
 import torch
 
-from medlib import models
-from medlib.data import read_records, synthetic
-from medlib.evaluation import inference
-from medlib.models.tiny import build_tiny_model
-
 
 def timed(function) -> tuple[object, float]:
     """Run a function once; return its result and wall seconds (CUDA synchronised)."""
@@ -42,6 +37,12 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=112)
     parser.add_argument("--cache-implementation", default="", help="e.g. static (CUDA)")
     args = parser.parse_args()
+    from medlib import models
+
+    models.activate_backend("auto")  # Unsloth (on CUDA) before anything imports transformers, TRL or peft
+    from medlib.data import read_records, synthetic
+    from medlib.evaluation import inference
+    from medlib.models.tiny import build_tiny_model
 
     work = Path(tempfile.mkdtemp(prefix="medlib-bench-"))
     model_dir = args.model or str(build_tiny_model(work / "model", image_size=args.image_size))

@@ -23,13 +23,11 @@ from pathlib import Path
 
 import torch
 
-from medlib import data, models
-from medlib.data import synthetic
-from medlib.models import vision_cache
-from medlib.models.tiny import build_tiny_model
-from medlib.pipeline import workspace
+# Nothing here imports transformers, TRL or peft: the medlib path imports Unsloth first (in `child`),
+# or Unsloth warns that its patches may not apply and the benchmark measures a half-patched Unsloth.
+from medlib.models.lora import LoraParams, lora_target_regex
 
-LORA = models.LoraParams(r=16, lora_alpha=32, lora_dropout=0.0)
+LORA = LoraParams(r=16, lora_alpha=32, lora_dropout=0.0)
 
 
 def peak_memory_gib() -> float:
@@ -39,11 +37,14 @@ def peak_memory_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def rows(work: Path, args: argparse.Namespace) -> list[dict]:
-    """Prompt/completion rows of synthetic questions: one epoch's worth, repeated for every epoch."""
+def rows(work: Path, args: argparse.Namespace, style: str = "prompt_completion") -> list[dict]:
+    """SFT rows of synthetic questions: one epoch's worth, repeated for every epoch."""
+    from medlib import data
+    from medlib.data import synthetic
+
     path = synthetic.make_split(work / "data", "train", args.batch_size * args.steps, image_size=args.image_size,
                                 question_types=["presence", "count"])
-    return data.sft_rows(data.read_records(path), work / "data", image_size=args.image_size) * args.epochs
+    return data.sft_rows(data.read_records(path), work / "data", image_size=args.image_size, style=style) * args.epochs
 
 
 def total_steps(args: argparse.Namespace) -> int:
@@ -55,6 +56,8 @@ def measure_medlib(model_dir: str, work: Path, args: argparse.Namespace) -> dict
     """Median step time of medlib's SFT trainer (TRL collator, answer-only loss)."""
     from transformers import TrainerCallback
 
+    from medlib import data, models
+    from medlib.models import vision_cache
     from medlib.training import sft
 
     pixels = args.image_size**2
@@ -62,7 +65,7 @@ def measure_medlib(model_dir: str, work: Path, args: argparse.Namespace) -> dict
                                                   gradient_checkpointing=args.gradient_checkpointing)
     model = models.prepare_for_training(model, backend, "lora", LORA, gradient_checkpointing=args.gradient_checkpointing)
     cache = None if args.no_vision_cache else vision_cache.cache_for_training(model, 4.0)
-    train = data.to_dataset(rows(work, args))
+    train = data.to_dataset(rows(work, args, "messages" if backend == "unsloth" else "prompt_completion"))
     times: list[float] = []
     tokens: list[int] = []
 
@@ -96,6 +99,7 @@ def measure_plain(model_dir: str, work: Path, args: argparse.Namespace) -> dict:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForImageTextToText
 
+    from medlib import data, models
     from medlib.data.processing import load_processor
 
     device = models.resolve_device("auto")
@@ -103,7 +107,7 @@ def measure_plain(model_dir: str, work: Path, args: argparse.Namespace) -> dict:
     model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=dtype).to(device)
     if args.gradient_checkpointing:
         model.gradient_checkpointing_enable()
-    model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, target_modules=models.lora_target_regex(LORA)))
+    model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, target_modules=lora_target_regex(LORA)))
     processor = load_processor(model_dir, min_pixels=args.image_size**2, max_pixels=args.image_size**2)
     processor.tokenizer.padding_side = "right"
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
@@ -128,6 +132,12 @@ def measure_plain(model_dir: str, work: Path, args: argparse.Namespace) -> dict:
 
 def child(args: argparse.Namespace) -> None:
     """Measure one path in this process and print its numbers as JSON."""
+    if args.path == "medlib":
+        from medlib.models.loading import activate_backend
+
+        activate_backend("auto")  # Unsloth (on CUDA) before anything imports transformers, TRL or peft
+    from medlib.pipeline import workspace
+
     workspace.seed_everything(0)
     work = Path(args.work)
     measure = measure_medlib if args.path == "medlib" else measure_plain
@@ -155,7 +165,10 @@ def main() -> None:
         child(args)
         return
     work = Path(tempfile.mkdtemp(prefix="medlib-bench-sft-"))
-    args.model = args.model or str(build_tiny_model(work / "model", image_size=args.image_size))
+    if not args.model:
+        from medlib.models.tiny import build_tiny_model
+
+        args.model = str(build_tiny_model(work / "model", image_size=args.image_size))
     results = {}
     for path in ("medlib", "plain"):
         command = [sys.executable, __file__, "--path", path, "--work", str(work), "--model", args.model,

@@ -66,6 +66,18 @@ def resolve_dtype(dtype: str = "auto", device: str = "cpu") -> torch.dtype:
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
 
 
+def load_dtype(dtype: str, device: str, backend: str, full_finetuning: bool) -> torch.dtype:
+    """The dtype to load weights in: `resolve_dtype`, except fp32 for hf full fine-tuning where it gives fp16.
+
+    fp16 mixed precision cannot step fp16 weights (the gradient scaler refuses them), so on a GPU
+    without bf16 the hf backend keeps fp32 weights; LoRA adapters are fp32 anyway (peft upcasts them).
+    """
+    torch_dtype = resolve_dtype(dtype, device)
+    if backend == "hf" and full_finetuning and torch_dtype == torch.float16:
+        return torch.float32
+    return torch_dtype
+
+
 def mixed_precision() -> dict[str, bool]:
     """The Trainer's `bf16`/`fp16` flags for this machine, matching the dtype `resolve_dtype` loads in.
 
@@ -100,9 +112,7 @@ def load_model(model_id: str, *, backend: str = "auto", dtype: str = "auto", dev
     """
     backend = resolve_backend(backend)
     device = local_device(resolve_device(device))
-    torch_dtype = resolve_dtype(dtype, device)
-    if backend == "hf" and full_finetuning and torch_dtype == torch.float16:
-        torch_dtype = torch.float32  # fp16 AMP cannot step fp16 weights: keep fp32 masters on GPUs without bf16
+    torch_dtype = load_dtype(dtype, device, backend, full_finetuning)
     if backend == "unsloth":
         from unsloth import FastVisionModel
 

@@ -11,11 +11,11 @@ import torch
 from transformers import EarlyStoppingCallback, TrainerCallback
 
 from medlib.pipeline.declaration import build, pick
+from medlib.training import trl_config
 from medlib.training.launch import RESULT_FILE, base_model_for_rank
 from medlib.training.params import SFTParams
 from medlib.training.selection import training_records
 from medlib.training.settings import begin_stage, trainable_model
-from medlib.training import trl_config
 from medlib.training.trl_config import trl_fields
 
 # Qwen chat markers that Unsloth's collator uses to keep the loss on assistant turns only.

@@ -156,3 +156,22 @@ def test_a_cache_is_emptied_while_the_tower_trains_and_bypassed_for_hidden_state
             first.requires_grad_(False)
     finally:
         vision_cache.detach_vision_cache(model)
+
+
+def test_the_same_image_in_the_towers_dtype_is_one_entry(tmp_path: Path) -> None:
+    """Unsloth casts pixel_values to bf16 in generate only: both casts must find the same cached features."""
+    path = build_tiny_model(tmp_path / "m", "qwen2_5_vl", image_size=SIZE)
+    model, processor, _ = models.load_model(str(path), backend="hf", min_pixels=SIZE**2, max_pixels=SIZE**2)
+    model = model.to(torch.bfloat16).requires_grad_(False)  # a frozen tower, as under LoRA
+    batch = _batch(processor, [_image(0, 0)])
+    pixels, grid = batch["pixel_values"], batch["image_grid_thw"]
+    assert pixels.dtype == torch.float32
+    # Without the cast the two fingerprints differ: the cache would encode and store the image twice.
+    assert vision_cache._fingerprints(pixels, grid) != vision_cache._fingerprints(pixels.to(torch.bfloat16), grid)
+    cache = vision_cache.attach_vision_cache(model)
+    owner = vision_cache._vision_owner(model)
+    with torch.no_grad():
+        first = owner.get_image_features(pixels, grid).pooler_output[0]
+        again = owner.get_image_features(pixels.to(torch.bfloat16), grid).pooler_output[0]
+    assert (cache.misses, cache.hits) == (1, 1)
+    assert torch.equal(first, again)
