@@ -220,3 +220,14 @@ def test_label_groups_and_confusion_matrix() -> None:
     assert groups == {"presence": (["yes", "no"], ["yes", None])}
     matrix = confusion_matrix(*groups["presence"])
     assert matrix == {"labels": ["no", "yes", "<unparsed>"], "matrix": [[0, 0, 1], [0, 1, 0], [0, 0, 0]]}
+
+
+def test_summary_scores_reports_with_an_empty_reference() -> None:
+    from medlib.evaluation.metrics import score_predictions
+
+    reports = [{"id": "r1", "task": "report_generation", "raw": "<think>x</think><answer>Normal.</answer>",
+                "parsed": "Normal.", "answer": ""},
+               {"id": "r2", "task": "report_generation", "raw": "<think>x</think><answer>Normal.</answer>",
+                "parsed": "Normal.", "answer": "normal"}]
+    group = score_predictions(reports)["by_question_type"]["report_generation"]
+    assert (group["n"], group["accuracy"]) == (2, 0.5)

@@ -107,3 +107,14 @@ def test_cli_model_metrics_are_checked_and_need_radeval(tmp_path: Path, capsys: 
         pytest.skip("RadEval is installed: its weights decide the rest")
     assert main(["score", str(reports), "--no-coco", "--model-metrics", "radgraph"]) == 1
     assert "RadEval" in capsys.readouterr().err
+
+
+def test_convention_table_has_a_row_per_metric_and_a_column_per_checkpoint() -> None:
+    records = [{"id": "r", "task": "report_generation", "dataset": "iu", "raw": "No effusion.", "answer": "No effusion."}]
+    options = scoring.ScoringOptions(coco=False)
+    task_scores = {name: scoring.score_records(records, n_resamples=10, options=options) for name in ("base", "sft")}
+    table = scoring.convention_table(task_scores)
+    assert list(table.columns) == ["base", "sft"]
+    assert table.loc[("iu", "libra", "libra_bleu1"), "sft"] == pytest.approx(1.0)
+    assert {convention for _, convention, _ in table.index} == {"flare", "libra", "sacrebleu"}  # coco not asked for
+    assert scoring.convention_table({"base": scoring.score_records(_records(["1"], []), n_resamples=10)}).empty
