@@ -48,7 +48,12 @@ def prepare_inputs(params: str, overrides: list[str]) -> None:
 def run_train(args: argparse.Namespace) -> int:
     """Handler of `medlib train`."""
     if args.settings:
-        values = json.loads(Path(args.settings).read_text())
+        try:
+            values = json.loads(Path(args.settings).read_text())
+        except json.JSONDecodeError as error:
+            from medlib.pipeline.config import ConfigError
+
+            raise ConfigError(f"{args.settings}: not valid JSON ({error.msg}, line {error.lineno})") from None
     else:
         values = stage_settings(args.stage, args.params, args.overrides)
         prepare_inputs(args.params, args.overrides)
