@@ -83,8 +83,20 @@ def test_a_failing_stage_names_notebook_and_cell(tmp_path):
 
 def test_the_tiny_profile_learns_from_the_image(tmp_path):
     """The full embedded default: SFT must beat the base model, and answer the image question."""
-    headline = run_tiny(tmp_path, [])["50_metric_analysis"]["headline"]
+    analysis = run_tiny(tmp_path, [])["50_metric_analysis"]
+    headline = analysis["headline"]
     base, sft = headline["base"], headline["sft"]
     assert sft["format_valid"] > base["format_valid"]
     assert sft["accuracy"] > base["accuracy"]
     assert sft["image_question_accuracy"] >= 0.8 > headline["sft"]["image_question_chance"] + 0.25
+    # Without its image the presence answer falls: to about chance with another record's image, and at
+    # least that far with a blank one (the tiny model's format breaks on a flat grey image), paired CIs below 0.
+    chance = sft["image_question_chance"]
+    beyond = analysis["beyond_anchors"]
+    ablated = {row["variant"]: row for row in beyond["image_ablation"]
+               if row["checkpoint"] == "sft" and row["question_type"] == "presence"}
+    assert ablated["wrong"]["with_image"] >= 0.8 and abs(ablated["wrong"]["ablated"] - chance) <= 0.2
+    assert ablated["blank"]["ablated"] <= chance + 0.2
+    assert ablated["wrong"]["high"] < 0 and ablated["blank"]["high"] < 0
+    assert beyond["calibration"]["sft"]["all"]["ece"] >= 0 and len(beyond["calibration"]["sft"]["all"]["reliability"]) == 10
+    assert {row["perturbation"] for row in beyond["robustness"]} == {"noise", "contrast", "blur", "jpeg", "downscale"}
