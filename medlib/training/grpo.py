@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from medlib.pipeline.declaration import build, pick
+from medlib.training import grpo_diagnostics, trl_config
 from medlib.training.launch import RESULT_FILE
 from medlib.training.params import GRPOParams
 from medlib.training.rewards import RewardFunction, build_reward_functions
@@ -21,7 +22,6 @@ from medlib.training.rewards.recipes import build_recipe, recipe_from_params, to
 from medlib.training.selection import training_records
 from medlib.training.settings import begin_stage, trainable_model
 from medlib.training.sft import last_checkpoint
-from medlib.training import trl_config
 from medlib.training.trl_config import trl_fields
 
 __all__ = ["build_grpo_config", "make_grpo_trainer", "reward_setup", "reward_series", "reward_summary",
@@ -189,7 +189,9 @@ def train(settings: GRPOParams) -> dict[str, Any]:
     config = build_grpo_config(
         paths["grpo"], **{**trl_fields(settings, GRPOConfig), "reward_weights": weights, **engine_fields},
         log_completions=settings.report_to in ("wandb", "trackio"))  # completion tables for those trackers only
-    trainer = make_grpo_trainer(model, processor, config, dataset, reward_funcs, backend=backend)
+    heldout = grpo_diagnostics.heldout_callback(settings, processor, reward_funcs, weights)
+    trainer = make_grpo_trainer(model, processor, config, dataset, reward_funcs, backend=backend,
+                                callbacks=[heldout] if heldout else [])
     if settings.rollout_engine == "compiled":
         rollouts.enable_compiled_decoding(trainer)
     from medlib.training.doctor import at_training_start
@@ -203,6 +205,8 @@ def train(settings: GRPOParams) -> dict[str, Any]:
                "world_size": int(trainer.args.world_size), "started_from": start,
                "reward_weights": dict(zip([f.__name__ for f in reward_funcs], weights, strict=True)),
                "rewards": reward_summary(trainer.state.log_history), "checkpoint": str(paths["grpo_final"]),
+               "diagnostics": grpo_diagnostics.series_summary(grpo_diagnostics.diagnostic_series(
+                   trainer.state.log_history)),
                "vision_cache": cache.stats() if cache else None, "guards": guard_report,
                "log_history": trainer.state.log_history}
     if trainer.is_world_process_zero():

@@ -181,3 +181,21 @@ def diagnostics_figure(series: dict[str, tuple[list[int], list[float]]], title: 
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def heldout_callback(settings: Any, processor: Any, reward_funcs: Sequence[Any],
+                     weights: Sequence[float]) -> HeldOutCallback | None:
+    """The held-out callback a GRPO run's parameters ask for (`generation_eval_steps` > 0), on the validation split."""
+    if settings.generation_eval_steps <= 0:
+        return None
+    from medlib import data
+    from medlib.pipeline import workspace
+
+    path = workspace.split_path(settings.data_dir, "validation")
+    if not Path(path).exists():
+        raise FileNotFoundError(f"{path}: generation_eval_steps > 0 needs a validation split for the held-out curve")
+    records = data.read_records(path)[:settings.generation_eval_samples]
+    return HeldOutCallback(processor, records, settings.data_dir, reward_funcs, weights,
+                           every=settings.generation_eval_steps, image_size=settings.image_size,
+                           answer_format=settings.answer_format, system_prompt=settings.system_prompt or None,
+                           max_new_tokens=settings.max_completion_length)

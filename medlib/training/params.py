@@ -87,3 +87,5 @@ class GRPOParams(TrainingParams):
     save_steps: int = retune(TrainingParams, "save_steps", 100)
     rollout_engine: str = param("eager", "eager (TRL generate; Unsloth's own on that backend) | compiled (static KV cache + torch.compile, hf backend)")
     rollout_batch_steps: int = param(0, "generate the rollouts of this many optimizer steps in one batch (0: every step)")
+    generation_eval_steps: int = param(50, "greedy answers on a fixed validation slice every N steps, scored by the rewards and the task metric: the held-out curve (0: off)")
+    generation_eval_samples: int = param(64, "validation questions in that slice")
