@@ -17,11 +17,13 @@ def begin_stage(settings: TrainingParams, stage: str) -> tuple[str, dict[str, Pa
     """
     from medlib import models
     from medlib.pipeline import workspace
+    from medlib.training import resume_weights
     from medlib.training.launch import is_main_process
 
     backend = models.activate_backend(settings.backend)
     workspace.seed_everything(settings.seed)
     workspace.quiet_checkpointing_renames()
+    resume_weights.install()  # a resumed full fine-tune gets its checkpoint's weights back (transformers#43701)
     paths = workspace.stage_paths(settings.runs_dir)
     # One id per torchrun launch: the other ranks wait until rank 0 has prepared this launch's folder.
     launch = os.environ.get("TORCHELASTIC_RUN_ID", "")
