@@ -1,4 +1,4 @@
-"""Read and validate records (DESIGN.md contract) and turn them into training data sets."""
+"""Read and validate records (docs/architecture.md contract) and turn them into training data sets."""
 from __future__ import annotations
 
 import json

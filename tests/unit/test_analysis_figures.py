@@ -13,7 +13,7 @@ from medlib.evaluation import metrics
 
 
 def prediction(i: str, task: str, answer: str, parsed: object, images: list[str] | None = None) -> dict:
-    """A prediction in the DESIGN.md contract (only the fields the analysis reads)."""
+    """A prediction in the prediction contract of docs/architecture.md (only the fields the analysis reads)."""
     return {"id": i, "task": task, "dataset": "d", "checkpoint": "sft", "raw": "", "parsed": parsed,
             "answer": answer, "choices": None, "images": images or [], "meta": {}}
 

@@ -1,4 +1,4 @@
-"""Readers for the source formats users bring; each yields DESIGN.md records plus counted problems.
+"""Readers for the source formats users bring; each yields records (docs/architecture.md) plus counted problems.
 
 Every reader module has `NAME`, `LAYOUT` (what it expects, for messages), `OPTIONS` (the read options it
 takes: `image_root`, `language`), `detect(src) -> reason | None` and

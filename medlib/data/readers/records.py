@@ -1,4 +1,4 @@
-"""medlib's own records JSONL (the DESIGN.md record), read leniently: bad lines are skipped and counted."""
+"""medlib's own records JSONL (the record of docs/architecture.md), read leniently: bad lines are skipped and counted."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,7 +7,7 @@ from typing import Any
 from medlib.data.readers.common import ReadResult, first_item, json_items, source_files, write_jsonl
 
 NAME = "records"
-LAYOUT = "records JSONL (DESIGN.md): one object per line with id, task, images, question, answer"
+LAYOUT = "records JSONL (docs/architecture.md): one object per line with id, task, images, question, answer"
 OPTIONS: frozenset[str] = frozenset()
 KEYS = {"id", "task", "images", "question", "answer"}
 
