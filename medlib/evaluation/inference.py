@@ -34,7 +34,8 @@ class PartialMismatch(ConfigError):
 
 def unsloth_generates(model: Any) -> bool:
     """Whether Unsloth has replaced this model's `generate` (it keeps the original as `_old_generate`)."""
-    return any("_old_generate" in vars(module) for module in model.modules())
+    modules = model.modules() if callable(getattr(model, "modules", None)) else [model]
+    return any("_old_generate" in vars(module) for module in modules)
 
 
 def resolve_cache(cache_implementation: str, n_questions: int, device: str, unsloth: bool = False) -> str:
