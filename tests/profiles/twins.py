@@ -72,11 +72,14 @@ def check_ci(group: dict[str, Any]) -> None:
 
 
 def check_rewards(name: str, results: Path, metrics: dict[str, Any], rewards: set[str]) -> None:
-    """30_grpo trained with exactly the recipe's rewards, logged each under its name, and plotted them."""
+    """30_grpo trained with exactly the recipe's rewards and plotted a curve per reward logged, each by its name.
+
+    A reward scoped to some tasks is logged only on steps that drew a question of those tasks, so a few-step
+    twin logs a subset; every curve must still belong to the recipe, beside the weighted total.
+    """
     grpo = metrics["30_grpo"]
     assert set(grpo["reward_weights"]) == rewards, f"{name}: {grpo['reward_weights']}"
-    logged = {key.split("/")[1] for entry in grpo.get("log_history", []) or [] for key in entry
-              if key.startswith("rewards/")}
-    if logged:  # the summary keeps log_history only when the notebook records it
-        assert logged == rewards
+    curves = {key.split("/")[1] for key in grpo["rewards"] if key.startswith("rewards/")}
+    assert curves and curves <= rewards, f"{name}: curves {curves}"
+    assert "reward" in grpo["rewards"]
     assert (results / "figures" / "30_grpo_rewards.png").stat().st_size > 0
