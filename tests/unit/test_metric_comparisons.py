@@ -44,6 +44,8 @@ def test_a_worse_later_checkpoint_is_called_worse() -> None:
     records = {"sft": _predictions(58, 58), "grpo": _predictions(20, 58)}
     result = comparisons.stepwise_comparisons(records, ["sft", "grpo"], n_resamples=300)
     assert result["grpo_vs_sft"]["counting"]["verdict"] == "worse"
+    assert comparisons.comparison_pairs(["base", "sft", "grpo"], against_first=True) == [
+        ("base", "sft"), ("sft", "grpo"), ("base", "grpo")]
     assert comparisons.verdict({"ci_low": float("nan"), "ci_high": 1.0}) == "unclear"
 
 

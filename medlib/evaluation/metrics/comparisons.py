@@ -27,15 +27,24 @@ def verdict(row: Mapping[str, Any]) -> str:
     return "better" if up != bool(row.get("lower_is_better")) else "worse"
 
 
+def comparison_pairs(order: Sequence[str], against_first: bool = False) -> list[tuple[str, str]]:
+    """(earlier, later) of consecutive checkpoints, then each later one against the first when asked."""
+    pairs = list(zip(order, order[1:]))
+    if against_first:
+        pairs += [(order[0], later) for later in order[2:]]
+    return pairs
+
+
 def stepwise_comparisons(records: Mapping[str, Sequence[dict]], order: Sequence[str], parser: str = "flare",
-                         n_resamples: int = 1000) -> dict[str, dict[str, dict[str, Any]]]:
+                         n_resamples: int = 1000, against_first: bool = False) -> dict[str, dict[str, dict[str, Any]]]:
     """{`<later>_vs_<earlier>`: {task: {metric, difference, ci_low, ci_high, p_value, ...}}} for consecutive checkpoints.
 
     A task answered in more than one data set is keyed `<dataset>/<task>`; `difference` is later − earlier
     (for a lower-is-better metric such as MAE, a negative difference is an improvement: see `verdict`).
+    `against_first` adds each checkpoint after the second against the first (e.g. `grpo_vs_base`).
     """
     comparisons: dict[str, dict[str, dict[str, Any]]] = {}
-    for earlier, later in zip(order, order[1:]):
+    for earlier, later in comparison_pairs(order, against_first):
         rows = compare_records(records[earlier], records[later], parser, n_resamples)
         datasets_of: dict[str, set[str]] = {}
         for row in rows:
