@@ -22,7 +22,7 @@ import os
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -171,7 +171,7 @@ def main() -> None:
     import torch
 
     report: dict[str, Any] = {
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "model": args.model, "knobs": knobs,
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "model": args.model, "knobs": knobs,
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU × {os.cpu_count()} cores",
         "versions": {name: _version(name) for name in PACKAGES}, "backends": {}}
     wanted = [b for b in args.backends.split(",") if b]
