@@ -213,7 +213,7 @@ def run_experiment(
     skipping = resume
     for stage in selected:
         parameters = resolved[stage.stem]
-        if fresh and "resume" in parameters:
+        if fresh and ("resume" in parameters or _declares([stage], "resume")):
             parameters = {**parameters, "resume": False}
         # Only the leading completed stages are skipped: once one reruns, later ones see new inputs.
         if skipping:

@@ -260,3 +260,16 @@ def test_parser_splits_stages_and_collects_overrides() -> None:
     assert args.from_stage is None
     with pytest.raises(SystemExit):
         cli.build_parser().parse_args(["run", "p.yaml", "--stages", "a", "--from", "b"])
+
+
+def test_fresh_turns_resume_off_for_the_stages_that_run(repo: Path) -> None:
+    """`medlib run --fresh`: start over (the notebooks' `resume` parameter off), without touching the YAML."""
+    parameters = 'results_dir: str = "results/default"  # out\nresume: bool = True  # continue a killed run\n'
+    write_notebook(repo / "notebooks" / "20_second.ipynb", parameters,
+                   'from pathlib import Path\n(Path(results_dir) / "resume.txt").write_text(str(resume))\n')
+    params, notebooks = repo / "params" / "exp.yaml", repo / "notebooks"
+    params.write_text("common:\n  experiment: exp\nfirst:\n  message: hi\n", encoding="utf-8")
+    results = run_experiment(params, stages=["second"], notebooks_dir=notebooks, log_output=False, fresh=True)
+    assert (results / "resume.txt").read_text() == "False"
+    run_experiment(params, stages=["second"], notebooks_dir=notebooks, log_output=False)
+    assert (results / "resume.txt").read_text() == "True"
