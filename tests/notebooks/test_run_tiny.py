@@ -18,6 +18,7 @@ SMOKE = [
     "sft.max_steps=6", "sft.eval_steps=3", "sft.max_eval_samples=8", "sft.logging_steps=2",
     "sft.per_device_train_batch_size=8",
     "grpo.max_steps=2", "grpo.max_train_samples=16", "grpo.logging_steps=1",
+    "inference.ablation_max_samples=8", "inference.robustness_max_samples=4",
 ]
 
 
