@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The CPU build of torch. On a CUDA machine: `PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cu128
 # make setup TORCH=torch==2.9.1 EXTRAS=gpu,dev` (the gpu extra pins torch 2.9.1 with its torchvision 0.24.1).
 TORCH ?= torch==2.13.0
-EXTRAS ?= cpu,dev
+EXTRAS ?= cpu,dev,demo
 STAMP := $(VENV)/.medlib-setup
 PARAMS ?= params/tiny.yaml
 
@@ -31,8 +31,8 @@ test: setup  ## unit tests + a papermill smoke run of every notebook
 test-all: setup  ## also the slow tests
 	$(BIN)/python -m pytest -q -m "not gpu"
 
-lab: setup  ## JupyterLab on the notebooks, with the medlib kernel
-	$(BIN)/jupyter lab notebooks/
+lab: setup  ## the notebooks with $(PARAMS)' parameters injected, in <runs_dir>/lab/, opened in JupyterLab
+	$(BIN)/medlib lab $(PARAMS)
 
 report: setup  ## results/index.html and the leaderboard across all experiments
 	$(BIN)/medlib report

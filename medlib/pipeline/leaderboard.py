@@ -21,6 +21,9 @@ from medlib.pipeline.runner import RESOLVED_PARAMS_FILE, STAGES_FILE, render_htm
 ANALYSIS_STAGE = "50_metric_analysis"
 HEADLINE_KEYS = ("accuracy", "format_valid", "image_question_accuracy")
 REPORTED_PACKAGES = ("torch", "transformers", "trl", "peft", "unsloth")
+# Figures the notebooks save that the index shows per experiment: training curves, then scores against chance.
+HEADLINE_FIGURES = {"20_sft_loss.png": "SFT training curves", "30_grpo_rewards.png": "GRPO rewards",
+                    "50_accuracy.png": "accuracy by question type vs chance"}
 
 
 @dataclass
@@ -30,6 +33,7 @@ class Row:
     experiment: str
     checkpoint: str
     metrics: dict[str, tuple[float | None, float | None, float | None]] = field(default_factory=dict)
+    lower_is_better: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -42,6 +46,7 @@ class ExperimentSummary:
     provenance: dict[str, Any]
     notebooks: list[dict[str, str | None]]
     problems: list[str]
+    figures: list[str] = field(default_factory=list)
 
 
 def _read_json(path: Path, problems: list[str]) -> dict[str, Any]:
@@ -104,6 +109,8 @@ def headline_rows(name: str, analysis: dict[str, Any]) -> list[Row]:
             ci = (group.get("ci") or {}).get(primary) or {}
             value = ci.get("value", (group.get("metrics") or {}).get(primary))
             row.metrics[label] = (value, ci.get("low"), ci.get("high"))
+            if group.get("lower_is_better"):
+                row.lower_is_better.add(label)
         rows.append(row)
     return rows
 
@@ -171,8 +178,9 @@ def summarize(folder: Path, *, repo_root: Path | None = None, render: bool = Tru
         "stages_completed": completed,
     }
     notebooks, notebook_problems = _notebooks(folder, render)
+    figures = [name for name in HEADLINE_FIGURES if (folder / "figures" / name).is_file()]
     return ExperimentSummary(name, folder, headline_rows(name, analysis), provenance, notebooks,
-                             problems + notebook_problems)
+                             problems + notebook_problems, figures)
 
 
 def _columns(summaries: list[ExperimentSummary]) -> list[str]:
@@ -245,7 +253,9 @@ def leaderboard_markdown(summaries: list[ExperimentSummary]) -> str:
 STYLE = """body{font:15px/1.5 system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left}
 td.num{text-align:right;font-variant-numeric:tabular-nums}th{background:#f3f3f3}code{font-size:90%}
-.problems{color:#a40}section{margin-top:2.5em}"""
+.problems{color:#a40}section{margin-top:2.5em}figure{margin:1em 0}figure svg{max-width:100%;height:auto}
+figcaption{color:#555;font-size:90%}.curves{display:flex;flex-wrap:wrap;gap:1em;align-items:flex-start}
+.curves img{max-width:560px;width:100%;border:1px solid #eee}"""
 
 
 def index_html(summaries: list[ExperimentSummary], results_root: Path) -> str:
@@ -267,14 +277,42 @@ def index_html(summaries: list[ExperimentSummary], results_root: Path) -> str:
         '<a href="leaderboard.csv">CSV</a> · <a href="leaderboard.md">markdown</a></p>',
         f"<table><tr><th>experiment</th><th>checkpoint</th>{head}</tr>{''.join(body_rows)}</table>",
     ]
+    from medlib.pipeline import site_figures
+
+    colors = site_figures.checkpoint_colors([row.checkpoint for s in summaries for row in s.rows])
+    lower = {label for s in summaries for row in s.rows for label in row.lower_is_better}
+    compared = site_figures.comparison_figure(
+        {(row.experiment, row.checkpoint): row.metrics for s in summaries for row in s.rows}, lower, colors)
+    if compared is not None:
+        parts.append('<section id="comparison"><h2>Across experiments</h2>'
+                     f'<figure class="chart">{site_figures.svg(compared)}<figcaption>Each task\'s primary metric for '
+                     "every experiment and checkpoint, from their 50_metric_analysis.</figcaption></figure></section>")
     for summary in sorted(summaries, key=lambda s: s.name):
-        parts.append(_section(summary, results_root))
+        parts.append(_section(summary, results_root, colors))
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 
 
-def _section(summary: ExperimentSummary, results_root: Path) -> str:
-    """One experiment: notebooks (full and code-hidden), provenance, problems."""
+def _figures(summary: ExperimentSummary, base: str, colors: dict[str, str] | None) -> str:
+    """An experiment's headline figures: task scores per checkpoint with CIs, then the notebooks' saved curves."""
+    from medlib.pipeline import site_figures
+
+    escape = html.escape
+    colors = colors or site_figures.checkpoint_colors([row.checkpoint for row in summary.rows])
+    lower = {label for row in summary.rows for label in row.lower_is_better}
+    scores = site_figures.task_scores_figure({row.checkpoint: row.metrics for row in summary.rows}, lower, colors)
+    parts = [f'<figure class="chart">{site_figures.svg(scores)}</figure>'] if scores is not None else []
+    images = "".join(
+        f'<figure><a href="{escape(base)}/figures/{escape(name)}"><img src="{escape(base)}/figures/{escape(name)}" '
+        f'alt="{escape(HEADLINE_FIGURES[name])}"></a><figcaption>{escape(HEADLINE_FIGURES[name])}</figcaption></figure>'
+        for name in summary.figures)
+    if images:
+        parts.append(f'<div class="curves">{images}</div>')
+    return "".join(parts)
+
+
+def _section(summary: ExperimentSummary, results_root: Path, colors: dict[str, str] | None = None) -> str:
+    """One experiment: headline figures, notebooks (full and code-hidden), provenance, problems."""
     escape = html.escape
     base = summary.folder.relative_to(results_root).as_posix() if summary.folder.is_relative_to(results_root) \
         else summary.folder.as_posix()
@@ -300,7 +338,8 @@ def _section(summary: ExperimentSummary, results_root: Path) -> str:
     problems = "".join(f"<li>{escape(problem)}</li>" for problem in summary.problems)
     return (f'<section id="{escape(summary.folder.name)}"><h2>{escape(summary.name)}</h2>'
             f'<p><a href="{escape(base)}/">files</a> · <a href="{escape(base)}/{RESOLVED_PARAMS_FILE}">'
-            f"parameters</a></p><ul>{''.join(links) or '<li>no executed notebooks</li>'}</ul>"
+            f"parameters</a></p>{_figures(summary, base, colors)}"
+            f"<ul>{''.join(links) or '<li>no executed notebooks</li>'}</ul>"
             f"<table>{rows}</table>"
             + (f'<ul class="problems">{problems}</ul>' if problems else "") + "</section>")
 

@@ -82,3 +82,17 @@ def isolated(tmp: Path) -> list[str]:
 def with_set(overrides: list[str]) -> list[str]:
     """`--set a --set b ...` for the CLI."""
     return [part for override in overrides for part in ("--set", override)]
+
+
+def save_small_png(png: bytes, path: Path, width: int = 1000) -> Path:
+    """A screenshot for the README: scaled to `width` and reduced to 128 colours (tens of kB, not hundreds)."""
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(png)) as image:
+        image = image.convert("RGB")
+        if image.width > width:
+            image = image.resize((width, round(image.height * width / image.width)), Image.Resampling.LANCZOS)
+        image.quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
+    return path
