@@ -30,8 +30,8 @@ def count_bars(counts: dict[str, dict[str, int]], title: str) -> plt.Figure:
     return fig
 
 
-def _panel_grid(n: int, width: float, height: float) -> tuple[plt.Figure, list]:
-    """A figure with n panels, at most 3 per row; the unused cells are hidden."""
+def panel_grid(n: int, width: float = 4.2, height: float = 3.6) -> tuple[plt.Figure, list]:
+    """A figure with n panels (width × height inches each), at most 3 per row; the unused cells are hidden."""
     columns = min(3, max(1, n))
     rows = max(1, math.ceil(n / columns))
     fig, axes = plt.subplots(rows, columns, figsize=(width * columns, height * rows), squeeze=False)
@@ -43,7 +43,7 @@ def _panel_grid(n: int, width: float, height: float) -> tuple[plt.Figure, list]:
 def training_curves(series: dict[str, tuple[list[int], list[float]]], title: str) -> plt.Figure:
     """One panel per logged quantity over optimizer steps."""
     names = list(series)
-    fig, axes = _panel_grid(len(names), 4.5, 3.2)
+    fig, axes = panel_grid(len(names), 4.5, 3.2)
     for ax, name in zip(axes, names):
         steps, values = series[name]
         ax.plot(steps, values, marker="o" if len(steps) < 30 else None, markersize=3)
@@ -93,7 +93,7 @@ def metric_heatmap(table, title: str) -> plt.Figure:
 def confusion_figures(confusions: dict[str, dict]) -> plt.Figure:
     """One annotated confusion matrix (rows: reference, columns: prediction) per checkpoint/question type."""
     names = list(confusions)
-    fig, axes = _panel_grid(len(names), 3.8, 3.4)
+    fig, axes = panel_grid(len(names), 3.8, 3.4)
     for ax, name in zip(axes, names):
         labels, matrix = confusions[name]["labels"], confusions[name]["matrix"]
         sns.heatmap(matrix, annot=True, fmt="d", cmap="Blues", cbar=False, xticklabels=labels, yticklabels=labels,

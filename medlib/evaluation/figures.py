@@ -7,21 +7,13 @@ from typing import Any
 import matplotlib.pyplot as plt
 import seaborn as sns
 
-
-def _panels(n: int, width: float = 4.2, height: float = 3.6) -> tuple[plt.Figure, list]:
-    """A figure of n panels, at most 3 per row, unused cells hidden."""
-    columns = min(3, max(1, n))
-    rows = max(1, math.ceil(n / columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(width * columns, height * rows), squeeze=False)
-    for ax in axes.flat[n:]:
-        ax.axis("off")
-    return fig, list(axes.flat[:n])
+from medlib.plots import panel_grid
 
 
 def ablation_bars(rows: list[dict[str, Any]], chance: dict[str, float] | None = None) -> plt.Figure:
     """Accuracy with the image, blank and wrong image per question type; one panel per checkpoint, 95% CI whiskers."""
     checkpoints = list(dict.fromkeys(row["checkpoint"] for row in rows))
-    fig, axes = _panels(len(checkpoints))
+    fig, axes = panel_grid(len(checkpoints))
     palette = sns.color_palette()
     for ax, checkpoint in zip(axes, checkpoints):
         mine = [r for r in rows if r["checkpoint"] == checkpoint and r["question_type"] != "all"]
@@ -55,7 +47,7 @@ def ablation_bars(rows: list[dict[str, Any]], chance: dict[str, float] | None = 
 
 def reliability_diagrams(summaries: dict[str, dict[str, Any]]) -> plt.Figure:
     """Accuracy per confidence bin against the diagonal, one panel per checkpoint, with ECE and counts."""
-    fig, axes = _panels(len(summaries))
+    fig, axes = panel_grid(len(summaries))
     for ax, (checkpoint, summary) in zip(axes, summaries.items()):
         bins = summary["reliability"]
         filled = [b for b in bins if b["count"]]
@@ -96,7 +88,7 @@ def robustness_curves(rows: list[dict[str, Any]], question_type: str = "all") ->
     """Accuracy against severity (0: clean), one panel per perturbation, one line per checkpoint."""
     chosen = [r for r in rows if r["question_type"] == question_type]
     perturbations = list(dict.fromkeys(r["perturbation"] for r in chosen))
-    fig, axes = _panels(len(perturbations), 3.8, 3.2)
+    fig, axes = panel_grid(len(perturbations), 3.8, 3.2)
     for ax, name in zip(axes, perturbations):
         mine = [r for r in chosen if r["perturbation"] == name]
         for checkpoint in dict.fromkeys(r["checkpoint"] for r in mine):
