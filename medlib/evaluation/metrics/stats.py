@@ -30,6 +30,13 @@ def bootstrap_ci(
     Returns {"value", "low", "high", "n", "n_resamples", "confidence"}; resamples on which the metric is
     not finite are dropped (low/high are nan when fewer than half remain or there are under 2 items).
     """
+    return _bootstrap(metric, columns, n_resamples, confidence, seed)[0]
+
+
+def _bootstrap(
+    metric: Metric, columns: Sequence[Sequence], n_resamples: int, confidence: float, seed: int
+) -> tuple[dict, np.ndarray]:
+    """bootstrap_ci's result and its finite resampled metric values (empty under 2 items)."""
     n = len(columns[0]) if columns else 0
     if any(len(column) != n for column in columns):
         raise ValueError("bootstrap columns must have the same length")
@@ -37,14 +44,14 @@ def bootstrap_ci(
     result = {"value": value, "low": float("nan"), "high": float("nan"), "n": n,
               "n_resamples": n_resamples, "confidence": confidence}  # fmt: skip
     if n < 2:
-        return result
+        return result, np.empty(0)
     rng = np.random.default_rng(seed)
     draws = np.array([_finite_or_nan(metric(*_take(columns, rng.integers(0, n, n)))) for _ in range(n_resamples)])
     draws = draws[np.isfinite(draws)]
     if len(draws) >= n_resamples / 2:
         tail = (1 - confidence) / 2 * 100
         result["low"], result["high"] = (float(v) for v in np.percentile(draws, [tail, 100 - tail]))
-    return result
+    return result, draws
 
 
 def bootstrap_mean_ci(
@@ -80,20 +87,12 @@ def paired_bootstrap(
     def difference(refs: Sequence, a: Sequence, b: Sequence) -> float:
         return metric(refs, b) - metric(refs, a)
 
-    result = bootstrap_ci(
-        difference, references, predictions_a, predictions_b, n_resamples=n_resamples, confidence=confidence, seed=seed
-    )
+    # The p-value reads the same resampled differences as the CI.
+    result, draws = _bootstrap(difference, (references, predictions_a, predictions_b), n_resamples, confidence, seed)
     result["difference"] = result.pop("value")
-    n = len(references)
-    if n < 2 or not math.isfinite(result["difference"]):
+    if len(references) < 2 or not math.isfinite(result["difference"]):
         result["p_value"] = float("nan")
         return result
-    rng = np.random.default_rng(seed)
-    draws = np.array([
-        _finite_or_nan(difference(*_take((references, predictions_a, predictions_b), rng.integers(0, n, n))))
-        for _ in range(n_resamples)
-    ])  # fmt: skip
-    draws = draws[np.isfinite(draws)]
     below, above = np.mean(draws <= 0), np.mean(draws >= 0)
     result["p_value"] = float(min(1.0, 2 * min(below, above))) if len(draws) else float("nan")
     return result
