@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from medlib.data.records import TASKS
 from medlib.evaluation.parsing import (
@@ -70,6 +70,17 @@ def accuracy_reward(prompts: Sequence, completions: Sequence, **kwargs: object) 
     ]
 
 
+def _judged_scores(
+    score: Callable[[str | None, object, object], float], completions: Sequence, kwargs: dict, extra: str
+) -> list[float]:
+    """score(judged answer, reference, the row's optional `extra` column) for every completion."""
+    n_rows = len(completions)
+    answers = column(kwargs, "answer", n_rows)
+    extras = optional_column(kwargs, extra, n_rows)
+    return [score(given, reference, value)
+            for given, reference, value in zip(judged_answers(completions), answers, extras, strict=True)]
+
+
 def _choice_score(answer: str | None, reference: object, choices: object) -> float:
     """CHOICE_RIGHT when the answer names the reference's option letter; 0.0 if the reference names none."""
     valid = choices_of(choices)
@@ -87,13 +98,7 @@ def choice_reward(prompts: Sequence, completions: Sequence, **kwargs: object) ->
     ...               choices=[["up", "down", "left"]] * 3)
     [1.0, -0.2, 1.0]
     """
-    n_rows = len(completions)
-    answers = column(kwargs, "answer", n_rows)
-    choices = optional_column(kwargs, "choices", n_rows)
-    return [
-        _choice_score(given, reference, row_choices)
-        for given, reference, row_choices in zip(judged_answers(completions), answers, choices, strict=True)
-    ]
+    return _judged_scores(_choice_score, completions, kwargs, "choices")
 
 
 def _value_range(reference_text: str, row_range: object) -> tuple[float, float]:
@@ -131,13 +136,7 @@ def numeric_reward(prompts: Sequence, completions: Sequence, **kwargs: object) -
     ...                answer=["45%"] * 4)
     [1.0, 0.5, -1.0, -1.0]
     """
-    n_rows = len(completions)
-    answers = column(kwargs, "answer", n_rows)
-    ranges = optional_column(kwargs, "value_range", n_rows)
-    return [
-        _numeric_score(given, reference, row_range)
-        for given, reference, row_range in zip(judged_answers(completions), answers, ranges, strict=True)
-    ]
+    return _judged_scores(_numeric_score, completions, kwargs, "value_range")
 
 
 def math_verify_available() -> bool:
