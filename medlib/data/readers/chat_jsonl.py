@@ -24,6 +24,7 @@ from medlib.data.readers.common import (
     is_absolute_name,
     is_yes_no,
     json_items,
+    output_in_root,
     parse_options,
     relative_dir,
     safe_join,
@@ -161,7 +162,5 @@ def chat_row(record: dict[str, Any], answer_format: str = "plain", system_prompt
 
 def write(records: list[dict[str, Any]], data_root: Path, out: Path, *, answer_format: str = "plain") -> Path:
     """Write records as chat JSONL at out, which must sit in the data root (image paths are relative to it)."""
-    out = Path(out)
-    if out.parent.resolve() != Path(data_root).resolve():
-        raise ValueError(f"{out}: a chat JSONL file must sit in the data root {data_root} (image paths are relative to it)")
+    out = output_in_root(out, data_root, "chat JSONL")
     return write_jsonl([chat_row(record, answer_format) for record in records], out)

@@ -5,7 +5,7 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -70,6 +70,20 @@ class ReadResult:
     def exclude(self, reason: str) -> None:
         """Count one item left out on purpose (not a problem), by reason."""
         self.excluded[reason] = self.excluded.get(reason, 0) + 1
+
+    def skip_non_object(self, item: Any, where: str, field_name: str = "item") -> bool:
+        """Skip item as `malformed_item` unless it is a JSON object; True when skipped."""
+        if isinstance(item, dict):
+            return False
+        self.skip("malformed_item", where, field_name, f"expected an object, got {type(item).__name__}")
+        return True
+
+    def skip_missing(self, item: dict[str, Any], names: Iterable[str], where: str) -> bool:
+        """Skip item as `missing_field` (naming the first) when any of names is missing or empty; True when skipped."""
+        missing = [name for name in names if item.get(name) in (None, "", [])]
+        if missing:
+            self.skip("missing_field", where, missing[0], "missing or empty")
+        return bool(missing)
 
 
 class PathEscape(ValueError):
@@ -217,6 +231,14 @@ def read_jsonl_lines(path: Path, result: ReadResult) -> list[tuple[str, Any]]:
     return rows
 
 
+def output_in_root(out: str | Path, data_root: Path, kind: str) -> Path:
+    """out as a Path; ValueError unless it sits directly in data_root, the folder its image paths are relative to."""
+    out = Path(out)
+    if out.parent.resolve() != Path(data_root).resolve():
+        raise ValueError(f"{out}: a {kind} file must sit in the data root {data_root} (image paths are relative to it)")
+    return out
+
+
 def write_jsonl(rows: list[dict[str, Any]], path: Path) -> Path:
     """Write rows as JSON lines atomically."""
     from medlib.pipeline.results import atomic_write_text
@@ -248,10 +270,8 @@ def json_objects(src: Path, result: ReadResult) -> Iterator[tuple[Path, str, int
     for path in source_files(src):
         base = relative_dir(path.parent, result.data_root)
         for index, (where, item) in enumerate(json_items(path, result)):
-            if not isinstance(item, dict):
-                result.skip("malformed_item", where, "item", f"expected an object, got {type(item).__name__}")
-                continue
-            yield path, base, index, where, item
+            if not result.skip_non_object(item, where):
+                yield path, base, index, where, item
 
 
 def source_files(src: Path, suffixes: tuple[str, ...] = (".json", ".jsonl")) -> list[Path]:

@@ -168,12 +168,7 @@ def read(src: Path, *, media_dir: Path | None = None, **_: object) -> ReadResult
         dataset_rel = relative_dir(dataset_dir, src)
         for index, item in enumerate(items):
             where = f"{path}[{index}]"
-            if not isinstance(item, dict):
-                result.skip("malformed_item", where, "question", f"expected an object, got {type(item).__name__}")
-                continue
-            missing = [name for name in REQUIRED if item.get(name) in (None, "", [])]
-            if missing:
-                result.skip("missing_field", where, missing[0], "missing or empty")
+            if result.skip_non_object(item, where, "question") or result.skip_missing(item, REQUIRED, where):
                 continue
             task = normalize_task_type(item["TaskType"])
             if task is None:

@@ -179,8 +179,7 @@ def read(src: Path, *, media_dir: Path | None = None, **_: object) -> ReadResult
             where = f"{source}[{local}]"
             index = next_index.get(split, 0)
             next_index[split] = index + 1
-            if not isinstance(row, dict):
-                result.skip("malformed_item", where, "row", f"expected an object, got {type(row).__name__}")
+            if result.skip_non_object(row, where, "row"):
                 continue
             columns = {"image": _first(row, IMAGE_COLUMNS), "question": _first(row, QUESTION_COLUMNS),
                        "answer": _first(row, ANSWER_COLUMNS), "choices": _first(row, CHOICE_COLUMNS)}

@@ -21,6 +21,7 @@ from medlib.data.readers.common import (
     answer_text,
     first_item,
     json_objects,
+    output_in_root,
     safe_join,
     source_files,
     split_from_name,
@@ -116,9 +117,7 @@ def read(src: Path, *, media_dir: Path | None = None, image_root: Path | None = 
 
 def write(records: list[dict[str, Any]], data_root: Path, out: Path) -> Path:
     """Write records as Libra JSONL (LLaVA conversations; image = [current, prior]) in the data root."""
-    out = Path(out)
-    if out.parent.resolve() != Path(data_root).resolve():
-        raise ValueError(f"{out}: a Libra file must sit in the data root {data_root} (image paths are relative to it)")
+    out = output_in_root(out, data_root, "Libra")
     rows = [{"id": r["id"], "image": r["images"], "split": (r.get("meta") or {}).get("split", "train"),
              "conversations": [{"from": "human", "value": "<image>\n" + r["question"]},
                                {"from": "gpt", "value": r["answer"]}]} for r in records]

@@ -19,6 +19,7 @@ from medlib.data.readers.common import (
     answer_text,
     first_item,
     json_objects,
+    output_in_root,
     parse_options,
     safe_join,
     source_files,
@@ -55,9 +56,7 @@ def read(src: Path, *, media_dir: Path | None = None, image_root: Path | None = 
     result = ReadResult(data_root=src)
     result.data_root = image_root_for(src, source_files(src), "image", image_root, result)
     for path, _base, index, where, item in json_objects(src, result):
-        missing = [name for name in ("image", "problem", "solution") if item.get(name) in (None, "", [])]
-        if missing:
-            result.skip("missing_field", where, missing[0], "missing or empty")
+        if result.skip_missing(item, ("image", "problem", "solution"), where):
             continue
         names = item["image"] if isinstance(item["image"], list) else [item["image"]]
         try:
@@ -86,9 +85,7 @@ def read(src: Path, *, media_dir: Path | None = None, image_root: Path | None = 
 
 def write(records: list[dict[str, Any]], data_root: Path, out: Path) -> Path:
     """Write records as a Med-R1 JSON list at out (image paths relative to out's folder = data_root)."""
-    out = Path(out)
-    if out.parent.resolve() != Path(data_root).resolve():
-        raise ValueError(f"{out}: a Med-R1 file must sit in the data root {data_root} (image paths are relative to it)")
+    out = output_in_root(out, data_root, "Med-R1")
     items = [{"id": r["id"], "image": r["images"][0] if len(r["images"]) == 1 else r["images"],
               "problem": r["question"], "solution": f"<answer> {r['answer']} </answer>",
               "dataset": r["dataset"], "modality": r.get("modality", "")} for r in records]

@@ -76,12 +76,8 @@ def read(src: Path, *, media_dir: Path | None = None, image_root: Path | None = 
     result.notes.append("OmniMedVQA has no splits (an evaluation benchmark): every record is labelled test")
     for path in files:
         for where, item in json_items(path, result):
-            if not isinstance(item, dict):
-                result.skip("malformed_item", where, "item", f"expected an object, got {type(item).__name__}")
-                continue
-            missing = [name for name in ("image_path", "question", "gt_answer") if item.get(name) in (None, "", [])]
-            if missing:
-                result.skip("missing_field", where, missing[0], "missing or empty")
+            required = ("image_path", "question", "gt_answer")
+            if result.skip_non_object(item, where) or result.skip_missing(item, required, where):
                 continue
             options, answer = _options(item), answer_text(item["gt_answer"])
             letter = _letter(answer, options)

@@ -4,7 +4,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from medlib.data.readers.common import ReadResult, first_item, json_items, source_files, write_jsonl
+from medlib.data.readers.common import (
+    ReadResult,
+    first_item,
+    json_items,
+    output_in_root,
+    source_files,
+    write_jsonl,
+)
 
 NAME = "records"
 LAYOUT = "records JSONL (docs/architecture.md): one object per line with id, task, images, question, answer"
@@ -37,7 +44,4 @@ def read(src: Path, *, media_dir: Path | None = None, **_: object) -> ReadResult
 
 def write(records: list[dict[str, Any]], data_root: Path, out: Path) -> Path:
     """Write records JSONL at out (image paths stay relative to data_root, which must be out's folder)."""
-    out = Path(out)
-    if out.parent.resolve() != Path(data_root).resolve():
-        raise ValueError(f"{out}: a records file must sit in its data root {data_root}")
-    return write_jsonl(records, out)
+    return write_jsonl(records, output_in_root(out, data_root, "records"))

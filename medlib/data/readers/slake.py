@@ -70,12 +70,7 @@ def read(src: Path, *, media_dir: Path | None = None, image_root: Path | None = 
     for path in source_files(src, (".json",)):
         split = split_from_name(path.stem)
         for index, (where, row) in enumerate(json_items(path, result)):
-            if not isinstance(row, dict):
-                result.skip("malformed_item", where, "item", f"expected an object, got {type(row).__name__}")
-                continue
-            missing = [name for name in ("img_name", "question", "answer") if row.get(name) in (None, "", [])]
-            if missing:
-                result.skip("missing_field", where, missing[0], "missing or empty")
+            if result.skip_non_object(row, where) or result.skip_missing(row, ("img_name", "question", "answer"), where):
                 continue
             lang = str(row.get("q_lang") or "").strip().lower()
             if wanted and lang != wanted:
