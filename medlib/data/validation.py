@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
 from medlib.data import RecordError, validate_record
-from medlib.data.readers.common import PathEscape, Problem, ReadResult, safe_join
+from medlib.data.readers.common import ItemTally, PathEscape, Problem, ReadResult, safe_join
 from medlib.data.readers.paths import RealPaths
 
 # A problem kind per failure a user can fix; 16-bit, grey, palette and CMYK images are not problems.
@@ -39,18 +39,12 @@ class ValidationFailed(ValueError):
     """Strict validation found problems; the message is the problem table."""
 
 
-@dataclass
-class Report:
+@dataclass(kw_only=True)
+class Report(ItemTally):
     """Validation outcome: items in, valid records out, one problem per skipped item."""
 
     source: str
-    data_root: Path
     items: int
-    records: list[dict[str, Any]] = field(default_factory=list)
-    problems: list[Problem] = field(default_factory=list)
-    file_items: dict[str, int] = field(default_factory=dict)
-    excluded: dict[str, int] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
 
     @property
     def skipped(self) -> int:

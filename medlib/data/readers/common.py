@@ -37,13 +37,14 @@ class Problem:
         return f"{self.path}: {self.field}: {self.detail}"
 
 
-@dataclass
-class ReadResult:
-    """Records read from a source, one problem per skipped item, and the root image paths are relative to.
+@dataclass(kw_only=True)
+class ItemTally:
+    """Records kept, one problem per skipped item, and the root image paths are relative to.
 
     `file_items` counts the items found in every file read (an unreadable file counts as one item), so the
     summary can reconcile them against records + skipped + `excluded` (left out on purpose, e.g. by a
-    language filter); `notes` says what the reader chose or ignored and why.
+    language filter); `notes` says what the reader chose or ignored and why. A reader fills one
+    (ReadResult) and validation carries it on (medlib.data.validation.Report).
     """
 
     data_root: Path
@@ -52,6 +53,12 @@ class ReadResult:
     file_items: dict[str, int] = field(default_factory=dict)
     excluded: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+
+
+@dataclass(kw_only=True)
+class ReadResult(ItemTally):
+    """What a reader read from a source (the tally) and the format it read it as."""
+
     format: str = ""
 
     @property
