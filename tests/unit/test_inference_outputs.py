@@ -15,6 +15,15 @@ def record(i: int, task: str = "vqa_closed", question: str = "q?") -> dict:
             "answer": "yes", "meta": {}}
 
 
+def write_images(root, count: int) -> None:
+    """The images the records name (predict_records skips records whose images cannot be loaded)."""
+    from PIL import Image
+
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        Image.new("RGB", (8, 8)).save(root / "images" / f"{i}.png")
+
+
 class FakeModel:
     """Stands in for a model: only `eval` is called by predict_records."""
 
@@ -41,6 +50,7 @@ def test_out_of_memory_halves_the_batch_and_keeps_every_answer(monkeypatch, tmp_
         return [f"<answer>{r['id']}</answer>" for r in batch]
 
     monkeypatch.setattr(inference, "generate_batch", fake_generate)
+    write_images(tmp_path, 7)
     records = [record(i) for i in range(7)]
     predictions = inference.predict_records(FakeModel(), None, records, tmp_path, checkpoint="c", image_size=None,
                                             batch_size=8, progress=False)
@@ -53,6 +63,7 @@ def test_other_runtime_errors_are_not_swallowed(monkeypatch, tmp_path):
         raise RuntimeError("shape mismatch")
 
     monkeypatch.setattr(inference, "generate_batch", broken)
+    write_images(tmp_path, 2)
     with pytest.raises(RuntimeError, match="shape mismatch"):
         inference.predict_records(FakeModel(), None, [record(0), record(1)], tmp_path, checkpoint="c",
                                   image_size=None, progress=False)
