@@ -43,7 +43,7 @@ class LabFolder:
 def lab_folder(experiment_common: dict[str, Any], name: str, repo_root: Path) -> Path:
     """<runs_dir>/lab (runs/<experiment>/lab by default): a working folder git ignores, like the checkpoints."""
     runs_dir = Path(str(experiment_common.get("runs_dir") or f"runs/{name}"))
-    return (runs_dir if runs_dir.is_absolute() else repo_root / runs_dir) / LAB_FOLDER
+    return ((runs_dir if runs_dir.is_absolute() else repo_root / runs_dir) / LAB_FOLDER).resolve()
 
 
 def _kernel_name(requested: str | None) -> str:
@@ -84,8 +84,8 @@ def _prepare(stage_path: Path, target: Path, parameters: dict[str, Any], kernel:
     temporary = target.with_name(f".{target.stem}.{os.getpid()}.tmp.ipynb")  # papermill wants .ipynb
     logger = logging.getLogger("papermill")
     level = logger.level
-    # "Input Notebook: ..." reads like a run, and the line-regex misses it reports are recovered by
-    # medlib.pipeline.config (the runner quietens them the same way); nothing runs here.
+    # Nothing runs here: "Input Notebook: ..." would read like a run, and its "Unable to parse line"
+    # warnings are about declarations medlib.pipeline.config recovers from the cell's syntax tree.
     logger.setLevel(max(level, logging.ERROR))
     try:
         papermill.execute_notebook(str(stage_path), str(temporary), parameters=parameters, prepare_only=True,

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
 import nbformat
-from browser_support import TINY, free_port, isolated, medlib_command, serving, with_set
+from browser_support import ROOT, TINY, free_port, isolated, medlib_command, serving, with_set
 
 # The tiny profile shrunk to seconds: the notebook's mechanics in the browser are under test, not learning.
 SHRUNK = ["data_exploration.synthetic_sizes={train: 48, validation: 16, test: 16}",
@@ -54,10 +55,13 @@ def run_all_in_browser(page, url: str, code_cells: int) -> None:
     page.wait_for_function("() => !document.title.startsWith('●')", timeout=30_000)
 
 
-def test_make_lab_then_run_all_runs_the_sft_notebook(page, tmp_path: Path, screenshots: Path) -> None:
+def test_make_lab_then_run_all_runs_the_sft_notebook(page, tmp_path: Path, monkeypatch) -> None:
     from medlib.training.command import prepare_inputs, stage_settings
 
-    overrides = isolated(tmp_path) + SHRUNK
+    # Paths relative to the repository root, as in params/tiny.yaml: they resolve only if the lab kernel
+    # works where `medlib run` runs papermill, not in the lab folder.
+    monkeypatch.chdir(ROOT)
+    overrides = isolated(Path(os.path.relpath(tmp_path, ROOT))) + SHRUNK
     prepare_inputs(str(TINY), overrides)  # the synthetic records notebook 10 would write
     port = free_port()
     jupyter = ["--no-browser", "--ip=127.0.0.1", f"--port={port}", "--IdentityProvider.token=",
