@@ -17,8 +17,14 @@ def set_style() -> None:
 
 
 def count_bars(counts: dict[str, dict[str, int]], title: str) -> plt.Figure:
-    """Bar chart of answer counts per group (e.g. per question type)."""
+    """Bar chart of answer counts per group (e.g. per question type); a note when there is nothing to count."""
     groups = list(counts)
+    if not groups:  # e.g. report generation only: free text has no answer balance
+        fig, ax = plt.subplots(figsize=(5, 1.5))
+        ax.axis("off")
+        ax.text(0.5, 0.5, "no closed-form answers or labels to count", ha="center", va="center")
+        fig.suptitle(title)
+        return fig
     fig, axes = plt.subplots(1, len(groups), figsize=(4 * len(groups), 3.2), squeeze=False)
     for ax, group in zip(axes.flat, groups):
         labels = sorted(counts[group], key=str)
