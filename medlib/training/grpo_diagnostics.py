@@ -58,10 +58,11 @@ def smooth(values: Sequence[float], window: int | None = None) -> list[float]:
 
 
 def series_summary(series: dict[str, tuple[list[int], list[float]]], window: int = 5) -> dict[str, dict]:
-    """Per series: mean of the first and last `window` points, and their change (last − first)."""
+    """Per series: mean of the first and last `window` points (at most a quarter of them), and the change."""
     summary = {}
     for key, (_, values) in series.items():
-        head, tail = values[:window], values[-window:]
+        span = min(window, max(1, len(values) // 4))  # a 5-point held-out curve compares its ends, not its mean
+        head, tail = values[:span], values[-span:]
         first, last = sum(head) / len(head), sum(tail) / len(tail)
         summary[key] = {"first": first, "last": last, "change": last - first, "points": len(values)}
     return summary

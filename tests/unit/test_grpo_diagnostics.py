@@ -33,8 +33,10 @@ def test_diagnostic_series_keeps_rewards_diagnostics_and_heldout_only() -> None:
                            "entropy", "kl", "heldout/accuracy"}
     assert series["reward"] == ([1], [0.5])  # nan dropped
     assert series["heldout/accuracy"] == ([2], [0.75])
-    summary = gd.series_summary({"reward": ([1, 2, 3, 4], [0.0, 0.0, 1.0, 1.0])}, window=2)
-    assert summary["reward"] == {"first": 0.0, "last": 1.0, "change": 1.0, "points": 4}
+    summary = gd.series_summary({"reward": ([1, 2, 3, 4, 5, 6, 7, 8], [0.0, 0.0, 0.5, 0.5, 0.5, 0.5, 1.0, 1.0]),
+                                 "heldout/accuracy": ([0, 10, 20, 30, 40], [0.5, 0.6, 0.6, 0.6, 0.9])}, window=2)
+    assert summary["reward"] == {"first": 0.0, "last": 1.0, "change": 1.0, "points": 8}
+    assert summary["heldout/accuracy"]["first"] == 0.5 and summary["heldout/accuracy"]["last"] == 0.9
 
 
 RECORDS = [
