@@ -81,8 +81,9 @@ def comparisons_figure(comparisons: Mapping[str, Mapping[str, Mapping[str, Any]]
     import matplotlib.pyplot as plt
 
     names = [name for name, pair in comparisons.items() if pair]
-    fig, axes = plt.subplots(1, max(1, len(names)), figsize=(5.2 * max(1, len(names)), 0.6 + 0.7 * max(
-        [len(comparisons[n]) for n in names] or [1])), squeeze=False)
+    rows = max([len(comparisons[n]) for n in names] or [1])
+    fig, axes = plt.subplots(1, max(1, len(names)), figsize=(6.5 * max(1, len(names)), 1.4 + 0.8 * rows),
+                             squeeze=False)
     colours = {"better": "tab:green", "worse": "tab:red", "unclear": "tab:gray"}
     for ax, name in zip(axes.flat, names):
         pair = comparisons[name]
@@ -94,7 +95,8 @@ def comparisons_figure(comparisons: Mapping[str, Mapping[str, Mapping[str, Any]]
                 ax.plot([low, high], [y, y], color=colour, linewidth=2)
             ax.plot([difference], [y], "o", color=colour)
             better = "lower" if row["lower_is_better"] else "higher"
-            labels.append(f"{task}\n{row['metric']} ({better} is better), p={row['p_value']:.3g}")
+            detail = f"p={row['p_value']:.3g}" if math.isfinite(difference) else "undefined (nothing parsed)"
+            labels.append(f"{task}\n{row['metric']} ({better} is better), {detail}")
         ax.axvline(0, color="black", linewidth=0.8, linestyle="--")
         ax.set_yticks(range(len(labels)), labels, fontsize=8)
         ax.set_ylim(-0.6, len(labels) - 0.4)
