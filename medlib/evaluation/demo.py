@@ -154,7 +154,7 @@ def build_app(model: Any, processor: Any, settings: DemoSettings, title: str) ->
 def settings_from_params(params_path: str, overrides: list[str], notebooks_dir: str = "notebooks"
                          ) -> tuple[DemoSettings, dict[str, Any]]:
     """40_inference's resolved parameters of an experiment (as `medlib run` passes them) as demo settings."""
-    from medlib.pipeline.config import ConfigError, discover_stages, load_experiment, resolved_parameters
+    from medlib.pipeline.config import ConfigError, discover_stages, display_path, load_experiment, resolved_parameters
 
     stages = discover_stages(notebooks_dir)
     stage = next((s for s in stages if s.block == "inference"), None)
@@ -167,7 +167,7 @@ def settings_from_params(params_path: str, overrides: list[str], notebooks_dir: 
                             max_new_tokens=resolved.get("max_new_tokens", 0), num_beams=resolved.get("num_beams", 1),
                             length_penalty=resolved.get("length_penalty", 1.0),
                             cache_implementation=resolved.get("cache_implementation", "auto"),
-                            source=f"{params_path} inference")
+                            source=f"{display_path(params_path)} inference")
     return settings, resolved
 
 
@@ -232,7 +232,9 @@ def run_demo(args: argparse.Namespace) -> int:
     model = models.for_inference(model, backend)
     import gradio as gr
 
-    app = build_app(model, processor, settings, checkpoint)
+    from medlib.pipeline.config import display_path
+
+    app = build_app(model, processor, settings, display_path(checkpoint))
     theme = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
     print(f"[medlib] demo of {checkpoint} on http://{args.host}:{args.port}", flush=True)
     app.launch(server_name=args.host, server_port=args.port, share=False, inbrowser=False, theme=theme,

@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from browser_support import ROOT, TINY, free_port, isolated, medlib_command, serving, with_set
+from browser_support import ROOT, TINY, free_port, isolated, medlib_command, save_small_png, serving, with_set
 
 # A few SFT steps teach the tiny model the answer format (not yet the image): enough for an answer to show.
 # $MEDLIB_DEMO_MODEL swaps in a trained checkpoint (the README's screenshot uses the tiny profile's SFT).
@@ -72,7 +72,7 @@ def test_demo_answers_an_uploaded_image_like_medlib_predict(page, demo_setup, tm
         page.wait_for_function("() => document.querySelector('#answer textarea, #answer input')?.value", timeout=120_000)
         page.get_by_text("Raw output").click()
         shown = {name: field(page, name) for name in ("answer", "parsed", "reasoning", "raw")}
-        page.screenshot(path=str(screenshots / "demo.png"), full_page=True)
+        save_small_png(page.screenshot(full_page=True), screenshots / "demo.png")
     stdout, stderr = reference.communicate(timeout=300)
     assert reference.returncode == 0, stderr[-3000:]
     expected = json.loads(stdout.strip().splitlines()[-1])
