@@ -15,12 +15,11 @@ import torch
 
 from medlib.pipeline.declaration import build, pick
 from medlib.training import grpo_diagnostics, trl_config
-from medlib.training.launch import RESULT_FILE
 from medlib.training.params import GRPOParams
 from medlib.training.rewards import RewardFunction, build_reward_functions
 from medlib.training.rewards.recipes import build_recipe, recipe_from_params, total_rewards
 from medlib.training.selection import training_records
-from medlib.training.settings import begin_stage, trainable_model
+from medlib.training.settings import begin_stage, finish_training, trainable_model
 from medlib.training.sft import last_checkpoint
 from medlib.training.trl_config import trl_fields
 
@@ -168,8 +167,6 @@ def start_checkpoint(settings: GRPOParams, sft_final: Path | str) -> str:
 def train(settings: GRPOParams) -> dict[str, Any]:
     """Run GRPO end to end from the SFT checkpoint (this process, or one torchrun rank); return the summary."""
     from medlib import data, models
-    from medlib.pipeline import workspace
-    from medlib.pipeline.results import atomic_write_json
     from medlib.training import rollouts
 
     backend, paths = begin_stage(settings, "grpo")
@@ -209,11 +206,7 @@ def train(settings: GRPOParams) -> dict[str, Any]:
                    trainer.state.log_history)),
                "vision_cache": cache.stats() if cache else None, "guards": guard_report,
                "log_history": trainer.state.log_history}
-    if trainer.is_world_process_zero():
-        models.save_checkpoint(trainer.model, processor, paths["grpo_final"])
-        atomic_write_json(paths["grpo"] / RESULT_FILE, summary)
-        summary = workspace.finish_stage(paths["grpo"], summary)  # replaces runs/<exp>/grpo now it is complete
-    return summary
+    return finish_training(trainer, processor, paths, "grpo", summary)
 
 
 def run(settings: GRPOParams) -> dict[str, Any]:

@@ -59,3 +59,20 @@ def trainable_model(settings: TrainingParams, model_path: str, backend: str, lor
                                         gradient_checkpointing=settings.gradient_checkpointing)
     counts = models.count_parameters(model)
     return model, processor, backend, counts, cache_for_training(model, settings.vision_cache_gib)
+
+
+def finish_training(trainer: Any, processor: Any, paths: dict[str, Path], stage: str, summary: dict[str, Any], *,
+                    merged: bool = False) -> dict[str, Any]:
+    """On rank 0: save the final model (and a merged copy), write the summary, swap the completed stage folder in."""
+    from medlib import models
+    from medlib.pipeline import workspace
+    from medlib.pipeline.results import atomic_write_json
+    from medlib.training.launch import RESULT_FILE
+
+    if not trainer.is_world_process_zero():
+        return summary
+    models.save_checkpoint(trainer.model, processor, paths[f"{stage}_final"])
+    if merged:
+        models.save_checkpoint(trainer.model, processor, paths[stage] / "merged", merged=True)
+    atomic_write_json(paths[stage] / RESULT_FILE, summary)
+    return workspace.finish_stage(paths[stage], summary)  # replaces runs/<exp>/<stage> now it is complete

@@ -12,10 +12,10 @@ from transformers import EarlyStoppingCallback, TrainerCallback
 
 from medlib.pipeline.declaration import build, pick
 from medlib.training import trl_config
-from medlib.training.launch import RESULT_FILE, base_model_for_rank
+from medlib.training.launch import base_model_for_rank
 from medlib.training.params import SFTParams
 from medlib.training.selection import training_records
-from medlib.training.settings import begin_stage, trainable_model
+from medlib.training.settings import begin_stage, finish_training, trainable_model
 from medlib.training.trl_config import trl_fields
 
 # Qwen chat markers that Unsloth's collator uses to keep the loss on assistant turns only.
@@ -177,7 +177,6 @@ def train(settings: SFTParams) -> dict[str, Any]:
     """Run SFT end to end (in this process, or one rank of a torchrun job); return the summary."""
     from medlib import data, models
     from medlib.pipeline import workspace
-    from medlib.pipeline.results import atomic_write_json
 
     backend, paths = begin_stage(settings, "sft")
     base_id = base_model_for_rank(settings.model_id, settings.tiny_arch, image_size=settings.image_size,
@@ -215,13 +214,8 @@ def train(settings: SFTParams) -> dict[str, Any]:
                "resumed_from": checkpoint, "world_size": int(trainer.args.world_size),
                "checkpoint": str(paths["sft_final"]), "vision_cache": cache.stats() if cache else None,
                "guards": guard_report, "log_history": trainer.state.log_history}
-    if trainer.is_world_process_zero():
-        models.save_checkpoint(trainer.model, processor, paths["sft_final"])
-        if settings.save_merged and settings.finetune_mode == "lora":
-            models.save_checkpoint(trainer.model, processor, paths["sft"] / "merged", merged=True)
-        atomic_write_json(paths["sft"] / RESULT_FILE, summary)
-        summary = workspace.finish_stage(paths["sft"], summary)  # replaces runs/<exp>/sft now it is complete
-    return summary
+    return finish_training(trainer, processor, paths, "sft", summary,
+                           merged=settings.save_merged and settings.finetune_mode == "lora")
 
 
 def run(settings: SFTParams) -> dict[str, Any]:
