@@ -1,4 +1,10 @@
-"""The real TRL GRPOTrainer on the tiny model, from a tiny SFT checkpoint trained in the fixture."""
+"""GRPO with the tiny profile's recipe, from a tiny SFT checkpoint trained in the fixture: properties, not numbers.
+
+CPU results differ between processors (docs in README), so nothing here pins a value: the format stays learnt,
+presence stays above chance, the held-out curve does not fall, and GRPO is not worse than the SFT it starts
+from beyond the 95% paired-bootstrap CI on held-out questions. (Neither a rising training reward nor a gain over
+SFT holds on this model: README, "GRPO on the tiny profile".)
+"""
 
 from __future__ import annotations
 
@@ -11,15 +17,16 @@ import yaml
 
 from medlib import data, models
 from medlib.data import synthetic
+from medlib.evaluation import inference, metrics
+from medlib.evaluation.metrics import comparisons
 from medlib.pipeline import workspace
-from medlib.training import grpo, sft
+from medlib.training import grpo, grpo_diagnostics, sft
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.slow  # an SFT and the profile's GRPO: minutes on 2 cores
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE_SIZE = 112
-SFT_STEPS = 150
-WINDOW = 10  # logged steps averaged at each end of the run
+SFT_STEPS = 600  # the profile's SFT: shorter runs leave presence at chance
 
 
 def _tiny_grpo_block() -> dict:
@@ -35,49 +42,65 @@ def _load(path: Path):
 
 
 @pytest.fixture(scope="module")
-def sft_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, float]:
-    """(data dir, SFT checkpoint, seconds): full fine-tuning on synthetic presence/count questions."""
-    started = time.perf_counter()
+def sft_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """(root, data dir, SFT checkpoint): full fine-tuning on synthetic presence/count questions."""
+    torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("grpo")
     workspace.seed_everything(0)
-    torch.set_num_threads(1)
     base = workspace.ensure_base_model(str(root / "base"), "qwen2_5_vl", image_size=IMAGE_SIZE, seed=0)
-    synthetic.make_split(root / "data", "train", 800, seed=0, image_size=IMAGE_SIZE)
-    records = data.read_records(root / "data" / "train.jsonl")
+    for split, n in (("train", 2000), ("validation", 64), ("test", 300)):
+        synthetic.make_split(root / "data", split, n, seed=0, image_size=IMAGE_SIZE)
     model, processor = _load(Path(base))
     config = sft.build_sft_config(root / "sft", backend="hf", seed=0, learning_rate=2e-3, lr_scheduler_type="cosine",
                                   warmup_steps=0.05, max_steps=SFT_STEPS, per_device_train_batch_size=16,
                                   gradient_checkpointing=False, save_strategy="no", logging_steps=50,
                                   disable_tqdm=True)
-    rows = data.sft_rows(records[:-400], root / "data", image_size=IMAGE_SIZE)
+    rows = data.sft_rows(data.read_records(root / "data" / "train.jsonl"), root / "data", image_size=IMAGE_SIZE)
     trainer = sft.make_sft_trainer(model, processor, "hf", config, data.to_dataset(rows))
     trainer.train()
     models.save_checkpoint(trainer.model, processor, root / "sft_final")
-    return root / "data", root / "sft_final", time.perf_counter() - started
+    return root, root / "data", root / "sft_final"
 
 
-def test_grpo_raises_the_mean_total_reward(sft_checkpoint: tuple[Path, Path, float], tmp_path: Path) -> None:
-    data_dir, checkpoint, sft_seconds = sft_checkpoint
+def _predict(checkpoint: Path, data_dir: Path, name: str) -> list[dict]:
+    """Greedy predictions of a checkpoint on the test split."""
+    model, processor, _ = models.load_model(str(checkpoint), backend="hf", min_pixels=IMAGE_SIZE**2,
+                                            max_pixels=IMAGE_SIZE**2)
+    return inference.predict_records(model, processor, data.read_records(data_dir / "test.jsonl"), data_dir,
+                                     checkpoint=name, image_size=IMAGE_SIZE, batch_size=32, max_new_tokens=24,
+                                     progress=False)
+
+
+def test_the_profile_recipe_learns_without_making_the_sft_model_worse(sft_run: tuple[Path, Path, Path]) -> None:
+    root, data_dir, checkpoint = sft_run
     block = _tiny_grpo_block()
+    settings = grpo.settings_from_params({
+        **block, "experiment": "grpo-test", "seed": 0, "data_dir": str(data_dir), "image_size": IMAGE_SIZE,
+        "runs_dir": str(root / "runs"), "results_dir": str(root / "results"), "model_id": str(checkpoint),
+        "init_checkpoint": str(checkpoint), "backend": "hf", "resume": False, "report_to": "none"})
     started = time.perf_counter()
-    model, processor = _load(checkpoint)
-    records = data.read_records(data_dir / "train.jsonl")[-400:]  # prompts SFT did not see
-    dataset = data.to_dataset(data.grpo_rows(records, data_dir, image_size=IMAGE_SIZE))
-    functions, weights = grpo.reward_setup(block["reward_functions"], block["reward_weights"],
-                                           block.get("reward_recipes"))
-    config = grpo.build_grpo_config(
-        tmp_path / "grpo", seed=0, reward_weights=weights, learning_rate=block["learning_rate"],
-        lr_scheduler_type=block.get("lr_scheduler_type", "constant"), max_steps=block["max_steps"],
-        per_device_train_batch_size=block["per_device_train_batch_size"], num_generations=block["num_generations"],
-        max_completion_length=block["max_completion_length"], temperature=block["temperature"], beta=block["beta"],
-        gradient_checkpointing=False, logging_steps=1, save_strategy="no", disable_tqdm=True)
-    trainer = grpo.make_grpo_trainer(model, processor, config, dataset, functions)
-    trainer.train()
-    series = grpo.reward_series(trainer.state.log_history)
-    totals = series[grpo.TOTAL_REWARD_KEY][1]
-    first, last = sum(totals[:WINDOW]) / WINDOW, sum(totals[-WINDOW:]) / WINDOW
-    print(f"SFT {sft_seconds:.0f} s, GRPO {time.perf_counter() - started:.0f} s; "
-          f"mean total reward first {first:.3f} → last {last:.3f}")
-    assert len(totals) == block["max_steps"]
-    assert {f"rewards/{f.__name__}/mean" for f in functions} <= set(series)
-    assert last > first
+    summary = grpo.train(settings)
+    seconds = time.perf_counter() - started
+    series = grpo_diagnostics.diagnostic_series(summary["log_history"])
+    heldout = series["heldout/reward"][1]
+    heldout_format = series["heldout/format_valid"][1]
+    assert summary["global_step"] == block["max_steps"]
+    assert series["heldout/reward"][0][0] == 0 and series["heldout/reward"][0][-1] == block["max_steps"]
+    for key in ("frac_reward_zero_std", "entropy", "completions/mean_length"):
+        assert key in series, key
+
+    predictions = {"sft": _predict(checkpoint, data_dir, "sft"), "grpo": _predict(Path(summary["checkpoint"]),
+                                                                                   data_dir, "grpo")}
+    scores = metrics.score_predictions(predictions["grpo"])
+    presence = [p for p in predictions["grpo"] if p["task"] == "vqa_closed"]
+    presence_ci = metrics.bootstrap_mean_ci([float(metrics.core._is_correct(p)) for p in presence])
+    step = comparisons.stepwise_comparisons(predictions, ["sft", "grpo"], n_resamples=500)["grpo_vs_sft"]
+    print(f"GRPO {seconds:.0f} s; held-out reward {heldout}; held-out format "
+          f"{heldout_format}; presence {presence_ci['value']:.2f} [{presence_ci['low']:.2f}, "
+          f"{presence_ci['high']:.2f}]; grpo_vs_sft {step}")
+    assert min(heldout_format) >= 0.95 and scores["overall"]["format_valid"] >= 0.95  # the format stays learnt
+    assert presence_ci["low"] > 0.5  # presence above chance (0.5)
+    # The old recipe's boundary shift showed here first (held-out reward 0.97 → 0.85 within 10 steps).
+    assert min(heldout) >= heldout[0] - 0.05
+    for task, row in step.items():
+        assert row["verdict"] != "worse", (task, row)  # not worse than SFT beyond the CI
