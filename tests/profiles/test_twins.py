@@ -15,7 +15,9 @@ from twins import REAL, TINY, check_chain, check_ci, check_rewards, profile, run
 
 FLARE_TASKS = {"classification", "multi_label", "detection", "instance_detection", "counting", "regression",
                "report_generation"}
-REPORT_METRICS = {"flare_report_score", "bleu_1", "bleu_4", "meteor", "rouge_l", "temporal_f1"}
+# Report metrics under their convention names (medlib.evaluation.metrics: flare_*, libra_*, coco_*, sacrebleu*)
+REPORT_METRICS = {"flare_report_score", "libra_bleu1", "libra_bleu4", "libra_meteor", "libra_rouge_l", "libra_temporal_f1",
+                  "coco_bleu4", "coco_cider"}
 NAMES = sorted(path.stem for path in TINY.glob("*.yaml"))
 
 
@@ -36,7 +38,7 @@ def test_flare2025_twin(tmp_path: Path) -> None:
         assert set(groups) == FLARE_TASKS
         for group in groups.values():
             check_ci(group)
-        assert report_metric_names(groups["report_generation"]) >= {"flare_report_score", "bleu_4", "rouge_l"}
+        assert report_metric_names(groups["report_generation"]) >= {"flare_report_score", "libra_bleu4", "libra_rouge_l"}
     # The FLARE submission: every questions file of the evaluated split, each answer filled in.
     submission = tmp_path / "runs" / "predictions" / "grpo_submission"
     files = sorted(submission.rglob("*_questions_val.json"))
@@ -55,7 +57,7 @@ def test_flare_task5_twin(tmp_path: Path) -> None:
         assert set(groups) == {"report_generation", "classification", "regression"}
         for group in groups.values():
             check_ci(group)
-        assert report_metric_names(groups["report_generation"]) >= {"flare_report_score", "bleu_4", "rouge_l"}
+        assert report_metric_names(groups["report_generation"]) >= {"flare_report_score", "libra_bleu4", "libra_rouge_l"}
     # The review sheet: one row per question, the reference and each checkpoint's answer side by side.
     sheet = load_workbook(results / "tables" / "40_review.xlsx").active
     rows = list(sheet.iter_rows(values_only=True))
@@ -99,7 +101,7 @@ def test_libra_twin(tmp_path: Path) -> None:
     for checkpoint in ("base", "sft", "grpo"):
         group = task_groups(metrics, checkpoint)["report_generation"]
         check_ci(group)
-        assert report_metric_names(group) >= {"bleu_1", "bleu_4", "rouge_l", "temporal_f1"}
+        assert report_metric_names(group) >= {"libra_bleu1", "libra_bleu4", "libra_rouge_l", "libra_temporal_f1"}
 
 
 # What a twin keeps from its real profile; it swaps only the model, the data and the sizes.
