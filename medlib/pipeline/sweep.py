@@ -20,6 +20,7 @@ from medlib.pipeline.config import (
     load_experiment,
     validate_experiment,
 )
+from medlib.pipeline.declaration import experiment_dirs
 from medlib.pipeline.results import atomic_write_text
 
 SWEEP_KEYS = frozenset({"base", "name", "grid", "set", "out_dir"})
@@ -142,10 +143,12 @@ def expand_mapping(base: dict[str, Any], name: str, values: dict[str, Any]) -> d
             blocks[block] = {}
         blocks[block][field] = copy.deepcopy(value)
     common = blocks.setdefault(COMMON, {})
-    old_runs = str(base.get(COMMON, {}).get("runs_dir") or "")
-    old_results = str(base.get(COMMON, {}).get("results_dir") or "")
-    runs_dir = str(PurePosixPath(old_runs).parent / name) if old_runs else f"runs/{name}"
-    results_dir = str(PurePosixPath(old_results).parent / name) if old_results else f"results/{name}"
+    base_common = base.get(COMMON, {})
+    # A profile without runs_dir/results_dir uses runs/<experiment> and results/<experiment> (the declaration's rule).
+    old_runs, old_results = experiment_dirs(str(base_common.get("experiment", "")), str(base_common.get("runs_dir") or ""),
+                                            str(base_common.get("results_dir") or ""))
+    runs_dir = str(PurePosixPath(old_runs).parent / name)
+    results_dir = str(PurePosixPath(old_results).parent / name)
     # Paths under the base runs dir (data_dir, model_id, ...) move with it: sweep members
     # running at the same time must never write into one another's folders.
     for key in list(common):
