@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import torch
+import yaml
 
 from medlib import models
 from medlib.data import synthetic
@@ -34,7 +35,8 @@ def test_train_grpo_with_compiled_batched_rollouts(tmp_path: Path) -> None:
     assert "[medlib] grpo: 4 steps" in done.stdout
     summary = json.loads((tmp_path / "runs" / "grpo" / "result.json").read_text())
     assert summary["global_step"] == 4 and summary["rollout_engine"] == "compiled"
-    assert {"rewards/format/mean", "rewards/accuracy/mean", "reward"} <= set(summary["rewards"])
+    profile_rewards = yaml.safe_load((ROOT / "params" / "tiny.yaml").read_text())["grpo"]["reward_functions"]
+    assert {f"rewards/{name}/mean" for name in profile_rewards} | {"reward"} <= set(summary["rewards"])
     generated_at = [e["step"] for e in summary["log_history"] if "completions/mean_length" in e]
     assert generated_at == [1, 3]  # one generation batch serves two optimizer steps
     assert (tmp_path / "runs" / "grpo" / "final" / "model.safetensors").exists()
