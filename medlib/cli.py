@@ -7,9 +7,9 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from medlib.data.records import RecordError
 from medlib.evaluation import demo, predict
 from medlib.pipeline import lab, leaderboard, live, notebook_cells, slurm, sweep
-from medlib.data.records import RecordError
 from medlib.pipeline.config import ConfigError
 from medlib.pipeline.runner import KernelDied, StageFailed, run_experiment
 from medlib.training import command as train_command

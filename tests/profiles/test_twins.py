@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 from openpyxl import load_workbook
-
 from twins import REAL, TINY, check_chain, check_ci, check_rewards, profile, run_twin, task_groups
 
 FLARE_TASKS = {"classification", "multi_label", "detection", "instance_detection", "counting", "regression",

@@ -71,7 +71,7 @@ def check_ci(group: dict[str, Any]) -> None:
     if value is None:  # FLARE's "nothing to score" (e.g. MAE ∞ when no answer parses) is written as null
         assert interval["low"] is None and interval["high"] is None, (primary, interval)
         return
-    # the interval is rounded where it is recorded; the value is not
+    # the resampled means are summed in another order than the value: allow floating-point error at the edges
     assert interval["low"] - 1e-9 <= value <= interval["high"] + 1e-9, (primary, value, interval)
 
 

@@ -69,7 +69,7 @@ def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
             for p in folder.rglob("*") if p.is_file()}
 
 
-I = "../inputs"  # the hostile files, seen from world/repo
+INPUTS = "../inputs"  # the hostile files, seen from world/repo
 CASES = [
     # medlib run: experiment names that would leave results/, broken files and options
     ("run-escape", ["run", GOOD, "--set", "common.experiment=../../escape_exp"], "common.experiment"),
@@ -84,37 +84,37 @@ CASES = [
     # medlib train
     ("train-missing", ["train", "sft", "params/none.yaml"], "experiment file not found"),
     ("train-escape", ["train", "sft", GOOD, "--set", "common.experiment=../x"], "common.experiment"),
-    ("train-settings", ["train", "sft", "--settings", f"{I}/settings.json"], "settings.json"),
+    ("train-settings", ["train", "sft", "--settings", f"{INPUTS}/settings.json"], "settings.json"),
     # medlib predict (all caught before a model loads)
-    ("predict-no-folder", ["predict", "--model", "runs/none/sft/final", "--image", f"{I}/corrupt.png",
+    ("predict-no-folder", ["predict", "--model", "runs/none/sft/final", "--image", f"{INPUTS}/corrupt.png",
                            "--question", "q"], "runs/none/sft/final: folder not found"),
-    ("predict-not-model", ["predict", "--model", f"{I}/notamodel", "--records", f"{I}/records.jsonl"],
+    ("predict-not-model", ["predict", "--model", f"{INPUTS}/notamodel", "--records", f"{INPUTS}/records.jsonl"],
      "no config.json"),
-    ("predict-corrupt", ["predict", "--model", f"{I}/model", "--image", f"{I}/corrupt.png", "--question", "q"],
+    ("predict-corrupt", ["predict", "--model", f"{INPUTS}/model", "--image", f"{INPUTS}/corrupt.png", "--question", "q"],
      "not a readable image"),
-    ("predict-records", ["predict", "--model", f"{I}/model", "--records", f"{I}/bad_records.jsonl"],
+    ("predict-records", ["predict", "--model", f"{INPUTS}/model", "--records", f"{INPUTS}/bad_records.jsonl"],
      "bad_records.jsonl:2"),
-    ("predict-out-exists", ["predict", "--model", f"{I}/model", "--records", f"{I}/records.jsonl",
-                            "--out", f"{I}/finished.jsonl"], "pass --overwrite"),
-    ("predict-out-is-input", ["predict", "--model", f"{I}/model", "--records", f"{I}/records.jsonl",
-                              "--out", f"{I}/records.jsonl", "--overwrite"], "is the --records file itself"),
+    ("predict-out-exists", ["predict", "--model", f"{INPUTS}/model", "--records", f"{INPUTS}/records.jsonl",
+                            "--out", f"{INPUTS}/finished.jsonl"], "pass --overwrite"),
+    ("predict-out-is-input", ["predict", "--model", f"{INPUTS}/model", "--records", f"{INPUTS}/records.jsonl",
+                              "--out", f"{INPUTS}/records.jsonl", "--overwrite"], "is the --records file itself"),
     # medlib score
-    ("score-empty", ["score", f"{I}/empty.jsonl"], "no predictions"),
-    ("score-repeated", ["score", f"{I}/repeated.jsonl"], "'q1'"),
-    ("score-unpaired", ["score", f"{I}/huge.jsonl", "--against", f"{I}/others.jsonl"], "no id in common"),
-    ("score-missing", ["score", f"{I}/none.jsonl"], "none.jsonl"),
-    ("score-overflow", ["score", f"{I}/huge.jsonl", "--parser", "robust", "--resamples", "10"], "huge.jsonl"),
+    ("score-empty", ["score", f"{INPUTS}/empty.jsonl"], "no predictions"),
+    ("score-repeated", ["score", f"{INPUTS}/repeated.jsonl"], "'q1'"),
+    ("score-unpaired", ["score", f"{INPUTS}/huge.jsonl", "--against", f"{INPUTS}/others.jsonl"], "no id in common"),
+    ("score-missing", ["score", f"{INPUTS}/none.jsonl"], "none.jsonl"),
+    ("score-overflow", ["score", f"{INPUTS}/huge.jsonl", "--parser", "robust", "--resamples", "10"], "huge.jsonl"),
     # medlib data
-    ("data-convert-missing", ["data", "convert", f"{I}/nothing", "--out", f"{I}/converted"], "nothing"),
-    ("data-validate-missing", ["data", "validate", f"{I}/nothing"], "nothing"),
+    ("data-convert-missing", ["data", "convert", f"{INPUTS}/nothing", "--out", f"{INPUTS}/converted"], "nothing"),
+    ("data-validate-missing", ["data", "validate", f"{INPUTS}/nothing"], "nothing"),
     # medlib submit --dry-run
     ("submit-newline", ["submit", "params/injected.yaml", "--dry-run"], "slurm.partition"),
     ("submit-name", ["submit", "params/none.yaml", "--dry-run"], "experiment file not found"),
     # medlib report
-    ("report-file", ["report", f"{I}/a-file"], "a-file"),
+    ("report-file", ["report", f"{INPUTS}/a-file"], "a-file"),
     # medlib build-tiny
-    ("build-tiny-existing", ["build-tiny", f"{I}/tiny-model"], "pass --overwrite"),
-    ("build-tiny-file", ["build-tiny", f"{I}/a-file"], "is a file"),
+    ("build-tiny-existing", ["build-tiny", f"{INPUTS}/tiny-model"], "pass --overwrite"),
+    ("build-tiny-file", ["build-tiny", f"{INPUTS}/a-file"], "is a file"),
 ]
 
 

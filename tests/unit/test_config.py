@@ -232,7 +232,7 @@ def test_unknown_common_key_and_duplicated_type_error(tmp_path: Path, notebooks:
     # seed is declared by both notebooks but its type error is reported once.
     assert len(problems) == 2
     assert problems[0].endswith(
-        f"common.sead: not a parameter of any of the stages (did you mean seed?)"
+        "common.sead: not a parameter of any of the stages (did you mean seed?)"
     )
     assert problems[1].endswith("common.seed: expected int, got str ('one')")
 
