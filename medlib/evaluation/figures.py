@@ -1,4 +1,5 @@
-"""Figures of the analyses beyond the anchors: image ablation, reliability, accuracy–coverage, robustness."""
+"""Figures of the analyses beyond the anchors: image ablation, reliability, accuracy–coverage, answer
+probabilities, robustness."""
 from __future__ import annotations
 
 import math
@@ -80,6 +81,29 @@ def coverage_curves(summaries: dict[str, dict[str, Any]]) -> plt.Figure:
     ax.set_xlabel("coverage (share of questions answered, most confident first)")
     ax.set_ylabel("accuracy of the answered")
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def answer_probability_maps(tables: dict[str, dict[str, dict[str, Any]]]) -> plt.Figure:
+    """Heat maps of the mean option probability per right answer: a row per checkpoint, a column per question type."""
+    question_types = list(dict.fromkeys(q for by_type in tables.values() for q in by_type))
+    fig, axes = plt.subplots(len(tables), len(question_types), squeeze=False,
+                             figsize=(3.8 * len(question_types), 3.2 * len(tables)))
+    for row, (checkpoint, by_type) in enumerate(tables.items()):
+        for column, question_type in enumerate(question_types):
+            ax, table = axes[row][column], by_type.get(question_type)
+            if table is None:
+                ax.axis("off")
+                continue
+            labels = [f"{option} (n {n})" for option, n in zip(table["options"], table["n"], strict=True)]
+            sns.heatmap(table["matrix"], ax=ax, vmin=0, vmax=1, cmap="viridis", annot=len(table["options"]) <= 6,
+                        fmt=".2f", cbar=False, xticklabels=table["options"], yticklabels=labels)
+            ax.tick_params(axis="y", rotation=0)
+            ax.set_xlabel("option")
+            ax.set_ylabel("right answer")
+            ax.set_title(f"{checkpoint} · {question_type}: right {table['right_answer_probability']:.2f}", fontsize=9)
+    fig.suptitle("Mean probability of each option, by right answer (a diagonal: answers told apart)")
     fig.tight_layout()
     return fig
 

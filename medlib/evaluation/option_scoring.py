@@ -21,6 +21,9 @@ from medlib.evaluation.parsing import answers_match, parse_answer
 
 YES_NO = ("yes", "no")
 ANSWER_OPEN = "<answer>"
+# Counts are scored as options only over a short range (the tiny profile's 0-3); a cell count in the hundreds
+# would need one forward pass per candidate and says little per option.
+MAX_COUNT_OPTIONS = 10
 _PLACEHOLDER = "\x00OPTION\x00"
 
 
@@ -34,10 +37,14 @@ def option_set(record: dict[str, Any], labels: dict[tuple[str, str], list[str]] 
     """The options of a closed-form question written as its reference is, or None for an open question.
 
     Multiple choice: the choice texts (or letters, when the reference is a letter); yes/no questions:
-    yes/no (cased like the reference); classification without choices: the labels seen for its data set
-    and question type (`labels`, from `label_sets`).
+    yes/no (cased like the reference); classification without choices, and counting: the labels seen for its
+    data set and question type (`labels`, from `label_sets`; counts only when they are at most
+    MAX_COUNT_OPTIONS whole numbers).
     """
     answer, choices = str(record["answer"]).strip(), record.get("choices") or []
+    if record["task"] == "counting":
+        counts = (labels or {}).get(_label_key(record))
+        return list(counts) if counts and 1 < len(counts) <= MAX_COUNT_OPTIONS else None
     if record["task"] not in ("vqa_closed", "classification"):
         return None
     if choices and not {c.strip().lower() for c in choices} <= set(YES_NO):
@@ -54,12 +61,23 @@ def _label_key(record: dict[str, Any]) -> tuple[str, str]:
 
 
 def label_sets(records: list[dict[str, Any]]) -> dict[tuple[str, str], list[str]]:
-    """Distinct reference labels per (data set, question type) of classification questions without choices."""
+    """Distinct reference labels per (data set, question type) of classification questions without choices,
+    and of counting questions whose references are all whole numbers (sorted by value)."""
     sets: dict[tuple[str, str], set[str]] = {}
+    counting: set[tuple[str, str]] = set()
     for record in records:
-        if record["task"] == "classification" and not record.get("choices"):
+        if (record["task"] == "classification" and not record.get("choices")) or record["task"] == "counting":
             sets.setdefault(_label_key(record), set()).add(str(record["answer"]).strip())
-    return {key: sorted(values) for key, values in sets.items()}
+            if record["task"] == "counting":
+                counting.add(_label_key(record))
+    labels = {}
+    for key, values in sets.items():
+        if key not in counting:
+            labels[key] = sorted(values)
+        # "2" and "02" are one count: such a set is left unscored rather than given two options for one answer.
+        elif all(v.isdigit() for v in values) and len({int(v) for v in values}) == len(values):
+            labels[key] = sorted(values, key=int)
+    return labels
 
 
 def target_parts(record: dict[str, Any], answer_format: str) -> tuple[str, str]:
@@ -161,7 +179,9 @@ def score_options(model: Any, processor: Any, records: list[dict[str, Any]], dat
     for record in records:
         options = option_set(record, labels)
         if options is None:
-            reason = "open-form task" if record["task"] not in ("vqa_closed", "classification") else "no option set"
+            reason = ("open-form task" if record["task"] not in ("vqa_closed", "classification", "counting")
+                      else "counts not a short range of whole numbers" if record["task"] == "counting"
+                      else "no option set")
             skipped[reason] = skipped.get(reason, 0) + 1
             continue
         raw = generated.get(record["id"], {}).get("raw")

@@ -100,4 +100,11 @@ def test_the_tiny_profile_learns_from_the_image(tmp_path):
     assert ablated["blank"]["ablated"] <= chance + 0.2
     assert ablated["wrong"]["high"] < 0 and ablated["blank"]["high"] < 0
     assert beyond["calibration"]["sft"]["all"]["ece"] >= 0 and len(beyond["calibration"]["sft"]["all"]["reliability"]) == 10
+    # Option probabilities by right answer: SFT tells yes from no, and no lesion from some (on every seed measured,
+    # README "Across seeds"), where the random-init base model's rows are alike.
+    tables = beyond["answer_probabilities"]
+    assert tables["sft"]["presence"]["right_answer_probability"] >= 0.8
+    count = tables["sft"]["count"]
+    assert count["options"] == ["0", "1", "2", "3"] and count["matrix"][0][0] >= 0.8
+    assert count["right_answer_probability"] >= tables["base"]["count"]["right_answer_probability"] + 0.1
     assert {row["perturbation"] for row in beyond["robustness"]} == {"noise", "contrast", "blur", "jpeg", "downscale"}

@@ -90,10 +90,29 @@ def test_option_sets():
     choice = {**presence, "task": "classification", "answer": "B", "choices": ["cat", "dog", "cow"]}
     assert option_scoring.option_set(choice) == ["A", "B", "C"]
     assert option_scoring.option_set({**choice, "answer": "dog"}) == ["cat", "dog", "cow"]
-    assert option_scoring.option_set({**presence, "task": "counting", "answer": "2"}) is None
+    assert option_scoring.option_set({**presence, "task": "counting", "answer": "2"}) is None  # no labels seen
     labelled = [{**presence, "id": str(i), "task": "classification", "answer": label, "dataset": "d"}
                 for i, label in enumerate(["benign", "malignant", "benign"])]
     assert option_scoring.option_set(labelled[0], option_scoring.label_sets(labelled)) == ["benign", "malignant"]
+
+
+def count_records(answers, dataset="d"):
+    """Counting records with these references (one data set and question type)."""
+    return [{"id": str(i), "task": "counting", "answer": a, "dataset": dataset, "question": "q", "images": [],
+             "meta": {"question_type": "count"}} for i, a in enumerate(answers)]
+
+
+def test_counts_over_a_short_range_are_options_sorted_by_value():
+    counts = count_records(["3", "10", "0", "3"])
+    assert option_scoring.option_set(counts[0], option_scoring.label_sets(counts)) == ["0", "3", "10"]
+    one_count = count_records(["2", "2"])
+    assert option_scoring.option_set(one_count[0], option_scoring.label_sets(one_count)) is None
+    too_many = count_records([str(n) for n in range(option_scoring.MAX_COUNT_OPTIONS + 1)])
+    assert option_scoring.option_set(too_many[0], option_scoring.label_sets(too_many)) is None
+    # Two spellings of one count, or a count that is not a whole number: no option set rather than a wrong one.
+    for answers in (["2", "02", "3"], ["1", "2.5"]):
+        records = count_records(answers)
+        assert option_scoring.option_set(records[0], option_scoring.label_sets(records)) is None
 
 
 @pytest.fixture(scope="module")
@@ -123,11 +142,13 @@ def unbatched_log_prob(model, processor, text, images, prompt_text):
 
 def test_batched_option_scores_equal_unbatched_sequence_log_probs(tiny):
     model, processor, records, root = tiny
-    closed = [r for r in records if r["task"] == "vqa_closed"]
+    labels = option_scoring.label_sets(records)
+    closed = [r for r in records if option_scoring.option_set(r, labels)]
+    assert {r["task"] for r in closed} == {"vqa_closed", "counting"}
     raw = {closed[0]["id"]: "<think>I look.</think><answer>maybe</answer>"}  # one generated stem, others templated
     groups, prompts_ = [], []
     for record in closed:
-        options = option_scoring.option_set(record)
+        options = option_scoring.option_set(record, labels)
         texts, source = option_scoring.option_texts(processor, record, options, answer_format="think_answer",
                                                     system_prompt=None, raw=raw.get(record["id"]))
         assert source == ("generated" if record["id"] in raw else "template")
@@ -145,10 +166,10 @@ def test_batched_option_scores_equal_unbatched_sequence_log_probs(tiny):
 def test_score_options_items(tiny):
     model, processor, records, root = tiny
     result = option_scoring.score_options(model, processor, records, root, image_size=112, batch_size=4)
-    closed = [r for r in records if r["task"] == "vqa_closed"]
+    closed = [r for r in records if r["task"] in ("vqa_closed", "counting")]
     assert len(result["items"]) == len(closed)
-    assert result["skipped"] == {"open-form task": len(records) - len(closed)}
+    assert result["skipped"] == {}
     for item in result["items"]:
         assert sum(item["probabilities"]) == pytest.approx(1.0)
-        assert item["confidence"] == max(item["probabilities"]) >= 0.5
+        assert item["confidence"] == max(item["probabilities"]) >= 1 / len(item["options"])
         assert item["correct"] == (item["predicted"] == item["answer"])

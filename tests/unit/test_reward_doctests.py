@@ -29,3 +29,8 @@ def test_every_reward_function_has_an_example() -> None:
 
 def test_the_evaluation_boxes_examples() -> None:
     assert doctest.testmod(importlib.import_module("medlib.evaluation.boxes")).failed == 0
+
+
+def test_the_answer_probability_examples() -> None:
+    result = doctest.testmod(importlib.import_module("medlib.evaluation.answer_probabilities"))
+    assert result.attempted > 0 and result.failed == 0
