@@ -57,19 +57,34 @@ def probability_table(items: list[dict[str, Any]]) -> dict[str, Any]:
             "right_answer_probability": float(np.mean(right)), "chance": 1.0 / size}
 
 
+def _option_set(item: dict[str, Any]) -> tuple[str, ...]:
+    """An item's options as a hashable key."""
+    return tuple(str(o) for o in item["options"])
+
+
 def probability_tables(items: list[dict[str, Any]]) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
-    """probability_table per question type, and why each other question type has none."""
+    """probability_table per question type (per `type · data set` where the data sets' options differ), and why
+    each other group has none."""
     groups: dict[str, list[dict[str, Any]]] = {}
     for item in items:
         groups.setdefault(item.get("question_type") or item["task"], []).append(item)
     tables, skipped = {}, {}
-    for name, group in groups.items():
-        option_sets = {tuple(str(o) for o in item["options"]) for item in group}
-        if len(option_sets) > 1:
-            # Multiple choice with per-question choice texts: a column would mean a different answer per question.
-            skipped[name] = f"{len(option_sets)} different option sets"
-        elif any(reference_option(item) is None for item in group):
-            skipped[name] = "a reference outside its options"
+    for question_type, group in groups.items():
+        if len({_option_set(item) for item in group}) > 1:
+            # Several data sets with their own labels (FLARE's classification sets): one table per data set.
+            by_dataset: dict[str, list[dict[str, Any]]] = {}
+            for item in group:
+                by_dataset.setdefault(str(item.get("dataset")), []).append(item)
+            parts = {f"{question_type} · {dataset}": members for dataset, members in by_dataset.items()}
         else:
-            tables[name] = probability_table(group)
+            parts = {question_type: group}
+        for name, members in parts.items():
+            option_sets = {_option_set(item) for item in members}
+            if len(option_sets) > 1:
+                # Multiple choice with per-question choice texts: a column would mean a different answer per question.
+                skipped[name] = f"{len(option_sets)} different option sets"
+            elif any(reference_option(item) is None for item in members):
+                skipped[name] = "a reference outside its options"
+            else:
+                tables[name] = probability_table(members)
     return tables, skipped

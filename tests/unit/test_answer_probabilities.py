@@ -41,13 +41,23 @@ def test_tables_per_question_type_and_why_a_type_has_none():
     items = [item("1", [0.2, 0.7, 0.1]), item("yes", [0.9, 0.1], options=("yes", "no"), question_type="presence",
                                                   task="vqa_closed"),
              item("A", [0.6, 0.4], options=("A", "B"), question_type="choice", task="vqa_closed"),
-             item("cat", [0.6, 0.4], options=("cat", "dog"), question_type="animal", task="classification"),
-             item("cow", [0.6, 0.4], options=("cow", "hen"), question_type="animal", task="classification")]
+             # Multiple choice with its choice texts as options: they differ between questions of one data set.
+             {**item("cat", [0.6, 0.4], options=("cat", "dog"), question_type="animal"), "dataset": "zoo"},
+             {**item("cow", [0.6, 0.4], options=("cow", "hen"), question_type="animal"), "dataset": "zoo"}]
     tables, skipped = answer_probabilities.probability_tables(items)
     assert set(tables) == {"count", "presence", "choice"}
-    assert skipped == {"animal": "2 different option sets"}
+    assert skipped == {"animal · zoo": "2 different option sets"}
     figure = figures.answer_probability_maps({"sft": tables})
     assert len([ax for ax in figure.axes if ax.get_visible() and ax.axison]) == 3
+
+
+def test_data_sets_with_their_own_labels_get_a_table_each():
+    items = [{**item("cat", [0.6, 0.4], options=("cat", "dog"), question_type="animal"), "dataset": "pets"},
+             {**item("cow", [0.1, 0.9], options=("cow", "hen"), question_type="animal"), "dataset": "farm"}]
+    tables, skipped = answer_probabilities.probability_tables(items)
+    assert set(tables) == {"animal · pets", "animal · farm"} and skipped == {}
+    assert tables["animal · farm"]["n"] == [1, 0]
+    assert tables["animal · farm"]["right_answer_probability"] == pytest.approx(0.1)
 
 
 def test_mixed_option_sets_or_a_reference_outside_its_options_name_the_question():
