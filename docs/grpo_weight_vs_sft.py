@@ -3,7 +3,7 @@
 One decision among K answers, the right one drawn with probability p; G completions per group; reward 1 for the
 right answer, 0 otherwise; advantage (r - mean) / (std + 1e-4) with the unbiased group std, as TRL's
 `scale_rewards="group"`. Enumerates every group, takes the expected policy gradient on the logits, and prints its
-component on the right answer's logit divided by SFT's (the gradient of log p). Run: python docs/grpo_weight_vs_sft.py
+component on the right answer's logit divided by SFT's (the gradient of log p). Run: .venv/bin/python docs/grpo_weight_vs_sft.py
 """
 from __future__ import annotations
 
