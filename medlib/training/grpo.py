@@ -186,7 +186,7 @@ def train(settings: GRPOParams) -> dict[str, Any]:
     config = build_grpo_config(
         paths["grpo"], **{**trl_fields(settings, GRPOConfig), "reward_weights": weights, **engine_fields},
         log_completions=settings.report_to in ("wandb", "trackio"))  # completion tables for those trackers only
-    heldout = grpo_diagnostics.heldout_callback(settings, processor, reward_funcs, weights)
+    heldout = grpo_diagnostics.heldout_callback(settings, processor, reward_funcs, weights, run_folder=paths["grpo"])
     trainer = make_grpo_trainer(model, processor, config, dataset, reward_funcs, backend=backend,
                                 callbacks=[heldout] if heldout else [])
     if settings.rollout_engine == "compiled":
@@ -206,7 +206,14 @@ def train(settings: GRPOParams) -> dict[str, Any]:
                    trainer.state.log_history)),
                "vision_cache": cache.stats() if cache else None, "guards": guard_report,
                "log_history": trainer.state.log_history}
-    return finish_training(trainer, processor, paths, "grpo", summary)
+    if heldout is not None and heldout.kept is not None:
+        summary["heldout_best"] = heldout.kept
+    summary = finish_training(trainer, processor, paths, "grpo", summary)
+    if heldout is not None and heldout.best is not None and trainer.is_world_process_zero():
+        # The final checkpoint now holds those weights; a second copy of a full fine-tune is not worth its disk.
+        for name in (grpo_diagnostics.BEST_WEIGHTS_FILE, grpo_diagnostics.BEST_STEP_FILE):
+            (Path(summary["checkpoint"]).parent / name).unlink(missing_ok=True)
+    return summary
 
 
 def run(settings: GRPOParams) -> dict[str, Any]:

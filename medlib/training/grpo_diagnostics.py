@@ -4,11 +4,13 @@ TRL logs per step the reward of each component and the weighted total, `frac_rew
 rewards are all equal: zero advantage, no learning signal), `kl` (only when beta > 0), the clip ratios, the
 entropy and the completion lengths. `HeldOutCallback` adds greedy answers on a fixed validation slice every N
 steps, scored by the same rewards and by the task metric (`heldout/...` keys), so a run shows whether the policy
-improves on questions it does not train on.
+improves on questions it does not train on; with `keep_best_heldout` the run ends on that curve's best step.
 """
 from __future__ import annotations
 
+import json
 import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,8 @@ from transformers import TrainerCallback
 
 TOTAL_REWARD_KEY = "reward"  # TRL's key for the weighted total reward
 HELDOUT_PREFIX = "heldout/"
+BEST_WEIGHTS_FILE = "heldout_best.safetensors"  # the trainable weights of the best held-out step, in the run folder
+BEST_STEP_FILE = "heldout_best.json"
 # TRL 1.16 GRPOTrainer log keys worth watching beside the rewards (absent ones are skipped).
 DIAGNOSTIC_KEYS = ("reward_std", "frac_reward_zero_std", "kl", "entropy", "clip_ratio/region_mean",
                    "clip_ratio/low_mean", "clip_ratio/high_mean", "completions/mean_length",
@@ -101,16 +105,73 @@ def heldout_scores(model: Any, processor: Any, records: list[dict[str, Any]], da
     return {HELDOUT_PREFIX + key: float(value) for key, value in result.items()}
 
 
+def trainable_weights(model: Any) -> dict[str, Any]:
+    """The weights training changes (all of a full fine-tune, the adapter of a LoRA run), detached on the CPU."""
+    return {name: parameter.detach().to("cpu").contiguous()
+            for name, parameter in model.named_parameters() if parameter.requires_grad}
+
+
+class BestHeldOutStep:
+    """The held-out curve's best step so far (highest total reward, the earliest on ties) and its weights on disk.
+
+    The weights live in the run folder beside the trainer's checkpoints, so a resumed run still knows the best
+    step it saw before the interruption; both files are replaced atomically.
+    """
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        self.step: int | None = None
+        self.reward = -math.inf
+        marker = self.folder / BEST_STEP_FILE
+        if marker.exists() and (self.folder / BEST_WEIGHTS_FILE).exists():  # a resumed run
+            saved = json.loads(marker.read_text())
+            self.step, self.reward = int(saved["step"]), float(saved["reward"])
+
+    def offer(self, step: int, reward: float, model: Any) -> bool:
+        """Keep the weights of `model` when `reward` beats the best so far; return whether it did."""
+        if not (math.isfinite(reward) and reward > self.reward):
+            return False
+        from safetensors.torch import save_file
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        partial = self.folder / (BEST_WEIGHTS_FILE + ".partial")
+        save_file(trainable_weights(model), str(partial))
+        os.replace(partial, self.folder / BEST_WEIGHTS_FILE)
+        partial_marker = self.folder / (BEST_STEP_FILE + ".partial")
+        partial_marker.write_text(json.dumps({"step": step, "reward": reward}))
+        os.replace(partial_marker, self.folder / BEST_STEP_FILE)
+        self.step, self.reward = step, reward
+        return True
+
+    def restore(self, model: Any) -> None:
+        """Copy the best step's weights into `model` (the same trainable parameters, by name)."""
+        import torch
+        from safetensors.torch import load_file
+
+        saved = load_file(str(self.folder / BEST_WEIGHTS_FILE))
+        current = {name: parameter for name, parameter in model.named_parameters() if parameter.requires_grad}
+        if set(saved) != set(current):
+            raise RuntimeError(f"{self.folder / BEST_WEIGHTS_FILE}: its weights do not match the model's trainable "
+                               f"parameters ({len(saved)} saved, {len(current)} trainable)")
+        with torch.no_grad():
+            for name, parameter in current.items():
+                parameter.copy_(saved[name].to(parameter.device, parameter.dtype))
+
+
 class HeldOutCallback(TrainerCallback):
-    """Before training and every `every` steps: greedy answers on a fixed validation slice, logged as `heldout/*`."""
+    """Before training and every `every` steps: greedy answers on a fixed validation slice, logged as `heldout/*`;
+    with `keep_best_in`, the weights of the best step are kept there and put back at the end of training."""
 
     def __init__(self, processor: Any, records: list[dict[str, Any]], data_root: str | Path,
                  reward_funcs: Sequence[Any], weights: Sequence[float], *, every: int, image_size: int | None,
-                 answer_format: str, system_prompt: str | None, max_new_tokens: int):
+                 answer_format: str, system_prompt: str | None, max_new_tokens: int,
+                 keep_best_in: str | Path | None = None):
         self.processor, self.records, self.data_root = processor, records, data_root
         self.reward_funcs, self.weights, self.every = list(reward_funcs), list(weights), every
         self.options = {"image_size": image_size, "answer_format": answer_format, "system_prompt": system_prompt,
                         "max_new_tokens": max_new_tokens}
+        self.best = BestHeldOutStep(keep_best_in) if keep_best_in is not None else None
+        self.kept: dict[str, Any] | None = None  # what on_train_end did, for the run's summary
 
     def _evaluate(self, state: Any, model: Any) -> None:
         """Score the slice with the current weights and append one `heldout/*` entry to the log history."""
@@ -121,6 +182,8 @@ class HeldOutCallback(TrainerCallback):
                                 self.weights, **self.options)
         unwrapped.train(was_training)
         state.log_history.append({"step": state.global_step, **scores})
+        if self.best is not None:
+            self.best.offer(state.global_step, scores[HELDOUT_PREFIX + TOTAL_REWARD_KEY], unwrapped)
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         """The starting point (step 0) of a fresh run."""
@@ -133,6 +196,22 @@ class HeldOutCallback(TrainerCallback):
         due = state.global_step % self.every == 0 or state.global_step == state.max_steps if self.every > 0 else False
         if due and state.is_world_process_zero:
             self._evaluate(state, model)
+        return control
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        """Put the best held-out step's weights back (main process, which saves the final checkpoint)."""
+        if self.best is None or self.best.step is None or not state.is_world_process_zero:
+            return control
+        unwrapped = getattr(model, "module", model)
+        last = next((entry[HELDOUT_PREFIX + TOTAL_REWARD_KEY] for entry in reversed(state.log_history)
+                     if HELDOUT_PREFIX + TOTAL_REWARD_KEY in entry), None)
+        restored = self.best.step != state.global_step
+        if restored:
+            self.best.restore(unwrapped)
+        self.kept = {"step": self.best.step, "heldout_reward": self.best.reward, "last_step": state.global_step,
+                     "last_heldout_reward": last, "restored": restored}
+        print(f"[medlib] grpo: keep_best_heldout ends on step {self.best.step} (held-out reward "
+              f"{self.best.reward:.4f}; the last step, {state.global_step}, had {last})", flush=True)
         return control
 
 
@@ -155,8 +234,10 @@ def _panels(series: dict[str, tuple[list[int], list[float]]]) -> list[tuple[str,
     return [(title, [k for k in keys if k in series]) for title, keys in wanted if any(k in series for k in keys)]
 
 
-def diagnostics_figure(series: dict[str, tuple[list[int], list[float]]], title: str = "GRPO diagnostics"):
-    """One panel per diagnostic: raw points (faint) with a trailing-mean line; held-out curves as points joined."""
+def diagnostics_figure(series: dict[str, tuple[list[int], list[float]]], title: str = "GRPO diagnostics",
+                       kept_step: int | None = None):
+    """One panel per diagnostic: raw points (faint) with a trailing-mean line; held-out curves as points joined,
+    with the step `keep_best_heldout` kept marked."""
     import matplotlib.pyplot as plt
 
     panels = _panels(series)
@@ -175,18 +256,27 @@ def diagnostics_figure(series: dict[str, tuple[list[int], list[float]]], title: 
             else:
                 ax.scatter(steps, values, s=6, alpha=0.3, color=color)
                 ax.plot(steps, smooth(values), color=color, label=label)
+        if kept_step is not None and any(key.startswith(HELDOUT_PREFIX) for key in keys):
+            ax.axvline(kept_step, color="0.4", linestyle="--", linewidth=1, label=f"kept: step {kept_step}")
         ax.set_title(panel_title, fontsize=10)
         ax.set_xlabel("step")
-        if len(keys) > 1:
+        if len(keys) > 1 or (kept_step is not None and any(key.startswith(HELDOUT_PREFIX) for key in keys)):
             ax.legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
     return fig
 
 
-def heldout_callback(settings: Any, processor: Any, reward_funcs: Sequence[Any],
-                     weights: Sequence[float]) -> HeldOutCallback | None:
-    """The held-out callback a GRPO run's parameters ask for (`generation_eval_steps` > 0), on the validation split."""
+def heldout_callback(settings: Any, processor: Any, reward_funcs: Sequence[Any], weights: Sequence[float],
+                     run_folder: str | Path | None = None) -> HeldOutCallback | None:
+    """The held-out callback a GRPO run's parameters ask for (`generation_eval_steps` > 0), on the validation split;
+    `keep_best_heldout` keeps its best step's weights in `run_folder`."""
+    keep_best = getattr(settings, "keep_best_heldout", False)
+    if keep_best and settings.generation_eval_steps <= 0:
+        raise ValueError("grpo.keep_best_heldout needs grpo.generation_eval_steps > 0: it chooses among the steps "
+                         "of the held-out curve")
+    if keep_best and run_folder is None:
+        raise ValueError("grpo.keep_best_heldout needs a run folder to keep the best step's weights in")
     if settings.generation_eval_steps <= 0:
         return None
     from medlib import data
@@ -199,4 +289,5 @@ def heldout_callback(settings: Any, processor: Any, reward_funcs: Sequence[Any],
     return HeldOutCallback(processor, records, settings.data_dir, reward_funcs, weights,
                            every=settings.generation_eval_steps, image_size=settings.image_size,
                            answer_format=settings.answer_format, system_prompt=settings.system_prompt or None,
-                           max_new_tokens=settings.max_completion_length)
+                           max_new_tokens=settings.max_completion_length,
+                           keep_best_in=run_folder if keep_best else None)

@@ -89,3 +89,4 @@ class GRPOParams(TrainingParams):
     rollout_batch_steps: int = param(0, "generate the rollouts of this many optimizer steps in one batch (0: every step)")
     generation_eval_steps: int = param(50, "greedy answers on a fixed validation slice every N steps, scored by the rewards and the task metric: the held-out curve (0: off)")
     generation_eval_samples: int = param(64, "validation questions in that slice")
+    keep_best_heldout: bool = param(False, "end on the held-out curve's best step (highest held-out reward, the earliest on ties; step 0 is the starting checkpoint), not the last")

@@ -102,3 +102,97 @@ def test_diagnostics_figure_has_one_panel_per_available_diagnostic() -> None:
                       "held-out reward (greedy)", "held-out task metric (greedy)"]
     figure = gd.diagnostics_figure(series)
     assert len([ax for ax in figure.axes if ax.axison]) == 5
+
+
+class _Scripted:
+    """A held-out evaluation that returns the next scripted total reward (whatever the weights)."""
+
+    def __init__(self, rewards: list[float]):
+        self.rewards = list(rewards)
+
+    def __call__(self, *args, **kwargs) -> dict[str, float]:
+        return {"heldout/reward": self.rewards.pop(0)}
+
+
+def _train_with_best_kept(monkeypatch, tmp_path, rewards: list[float], *, stop_after: int | None = None,
+                          model=None, state=None):
+    """Run the callback over 10 steps (evaluating at 0, 4, 8, 10), setting every weight to the step number."""
+    import torch
+
+    monkeypatch.setattr(gd, "heldout_scores", _Scripted(rewards))
+    model = model or torch.nn.Linear(2, 1)
+    callback = gd.HeldOutCallback(None, RECORDS, ".", [], [], every=4, image_size=None, answer_format="think_answer",
+                                  system_prompt=None, max_new_tokens=8, keep_best_in=tmp_path)
+    state = state or SimpleNamespace(global_step=0, max_steps=10, is_world_process_zero=True, log_history=[])
+    if state.global_step == 0:
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.fill_(0.0)
+        callback.on_train_begin(None, state, None, model=model)
+    for step in range(state.global_step + 1, (stop_after or 10) + 1):
+        state.global_step = step
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.fill_(float(step))
+        callback.on_step_end(None, state, None, model=model)
+    if stop_after is None:
+        callback.on_train_end(None, state, None, model=model)
+    return callback, model, state
+
+
+def test_keep_best_heldout_ends_on_the_best_step_earliest_on_ties(monkeypatch, tmp_path) -> None:
+    # Steps 0, 4, 8, 10 score 0.5, 0.7, 0.7, 0.6: step 4 is the best (step 8 only ties it).
+    callback, model, _ = _train_with_best_kept(monkeypatch, tmp_path, [0.5, 0.7, 0.7, 0.6])
+    assert all(float(v) == 4.0 for p in model.parameters() for v in p.detach().flatten())
+    assert callback.kept == {"step": 4, "heldout_reward": 0.7, "last_step": 10, "last_heldout_reward": 0.6,
+                             "restored": True}
+
+
+def test_keep_best_heldout_keeps_the_start_when_nothing_beats_it(monkeypatch, tmp_path) -> None:
+    callback, model, _ = _train_with_best_kept(monkeypatch, tmp_path, [0.9, 0.8, 0.9, 0.5])
+    assert all(float(v) == 0.0 for p in model.parameters() for v in p.detach().flatten())  # the starting weights
+    assert callback.kept["step"] == 0 and callback.kept["restored"]
+
+
+def test_keep_best_heldout_leaves_the_last_step_alone_when_it_is_the_best(monkeypatch, tmp_path) -> None:
+    callback, model, _ = _train_with_best_kept(monkeypatch, tmp_path, [0.1, 0.2, 0.3, 0.4])
+    assert all(float(v) == 10.0 for p in model.parameters() for v in p.detach().flatten())
+    assert callback.kept == {"step": 10, "heldout_reward": 0.4, "last_step": 10, "last_heldout_reward": 0.4,
+                             "restored": False}
+
+
+def test_keep_best_heldout_survives_an_interrupted_run(monkeypatch, tmp_path) -> None:
+    import torch
+
+    # The first run sees its best at step 4 and is killed after step 9; the rerun resumes at step 8.
+    _, model, state = _train_with_best_kept(monkeypatch, tmp_path, [0.5, 0.9, 0.6], stop_after=9)
+    resumed = SimpleNamespace(global_step=8, max_steps=10, is_world_process_zero=True, log_history=[])
+    callback, model, _ = _train_with_best_kept(monkeypatch, tmp_path, [0.6, 0.7], model=torch.nn.Linear(2, 1),
+                                               state=resumed)
+    assert callback.kept["step"] == 4 and callback.kept["heldout_reward"] == 0.9
+    assert all(float(v) == 4.0 for p in model.parameters() for v in p.detach().flatten())
+
+
+def test_keep_best_heldout_refuses_weights_of_another_model(monkeypatch, tmp_path) -> None:
+    import pytest
+    import torch
+
+    _train_with_best_kept(monkeypatch, tmp_path, [0.5, 0.9, 0.6], stop_after=9)
+    with pytest.raises(RuntimeError, match="heldout_best.safetensors: its weights do not match"):
+        gd.BestHeldOutStep(tmp_path).restore(torch.nn.Sequential(torch.nn.Linear(2, 1)))
+
+
+def test_keep_best_heldout_needs_the_heldout_curve() -> None:
+    import pytest
+
+    settings = SimpleNamespace(keep_best_heldout=True, generation_eval_steps=0)
+    with pytest.raises(ValueError, match="grpo.keep_best_heldout needs grpo.generation_eval_steps > 0"):
+        gd.heldout_callback(settings, None, [], [], run_folder=".")
+
+
+def test_diagnostics_figure_marks_the_kept_step_on_the_heldout_panels() -> None:
+    series = {"reward": ([1, 2, 3], [0.1, 0.2, 0.3]), "heldout/reward": ([0, 2], [0.5, 0.4])}
+    figure = gd.diagnostics_figure(series, kept_step=0)
+    labels = [[text.get_text() for text in ax.get_legend().get_texts()] if ax.get_legend() else []
+              for ax in figure.axes if ax.axison]
+    assert labels == [[], ["reward", "kept: step 0"]]
