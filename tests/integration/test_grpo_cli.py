@@ -63,3 +63,31 @@ def test_compiled_decoding_matches_eager_greedy_tokens(tmp_path: Path) -> None:
     assert holder.generation_config.disable_compile is False
     compiled = model.generate(input_ids=input_ids, generation_config=holder.generation_config)
     assert torch.equal(eager, compiled)
+
+
+def test_keep_best_heldout_ends_on_the_starting_weights_when_no_step_beats_them(tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    base = build_tiny_model(tmp_path / "base-model")
+    synthetic.ensure_dataset(tmp_path / "data", sizes={"train": 16, "validation": 4, "test": 4})
+    # A random-init model answers nothing in format, so every held-out step scores 0: a tie, and the earliest
+    # step (0, the starting checkpoint) is the one kept although the weights moved.
+    grpo = {"init_checkpoint": base, "max_steps": 3, "per_device_train_batch_size": 8, "num_generations": 4,
+            "max_completion_length": 8, "logging_steps": 1, "max_train_samples": 16, "learning_rate": 0.01,
+            "generation_eval_steps": 2, "generation_eval_samples": 4, "keep_best_heldout": True}
+    common = {"runs_dir": tmp_path / "runs", "data_dir": tmp_path / "data", "model_id": base}
+    items = [f"common.{k}={v}" for k, v in common.items()] + [f"grpo.{k}={v}" for k, v in grpo.items()]
+    command = [sys.executable, "-m", "medlib", "train", "grpo", "params/tiny.yaml",
+               *[a for i in items for a in ("--set", i)]]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=ENV, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "keep_best_heldout ends on step 0" in done.stdout
+    run = tmp_path / "runs" / "grpo"
+    summary = json.loads((run / "result.json").read_text())
+    assert [e["heldout/reward"] for e in summary["log_history"] if "heldout/reward" in e] == [0.0, 0.0, 0.0]
+    assert summary["heldout_best"] == {"step": 0, "heldout_reward": 0.0, "last_step": 3,
+                                       "last_heldout_reward": 0.0, "restored": True}
+    assert max(e.get("grad_norm", 0.0) for e in summary["log_history"]) > 0  # training did move the weights
+    start, final = load_file(str(base / "model.safetensors")), load_file(str(run / "final" / "model.safetensors"))
+    assert set(start) == set(final) and all(torch.equal(start[k], final[k]) for k in start)
+    assert not (run / "heldout_best.safetensors").exists() and not (run / "heldout_best.json").exists()
