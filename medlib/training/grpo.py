@@ -209,10 +209,10 @@ def train(settings: GRPOParams) -> dict[str, Any]:
     if heldout is not None and heldout.kept is not None:
         summary["heldout_best"] = heldout.kept
     summary = finish_training(trainer, processor, paths, "grpo", summary)
-    if heldout is not None and heldout.best is not None and trainer.is_world_process_zero():
-        # The final checkpoint now holds those weights; a second copy of a full fine-tune is not worth its disk.
-        for name in (grpo_diagnostics.BEST_WEIGHTS_FILE, grpo_diagnostics.BEST_STEP_FILE):
-            (Path(summary["checkpoint"]).parent / name).unlink(missing_ok=True)
+    if trainer.is_world_process_zero():
+        # The final checkpoint holds the kept weights; a second copy of a full fine-tune is not worth its disk
+        # (also left by an interrupted keep_best_heldout run resumed with the option off).
+        grpo_diagnostics.BestHeldOutStep(Path(summary["checkpoint"]).parent).remove_files()
     return summary
 
 

@@ -8,7 +8,6 @@ improves on questions it does not train on; with `keep_best_heldout` the run end
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Sequence
@@ -19,8 +18,9 @@ from transformers import TrainerCallback
 
 TOTAL_REWARD_KEY = "reward"  # TRL's key for the weighted total reward
 HELDOUT_PREFIX = "heldout/"
-BEST_WEIGHTS_FILE = "heldout_best.safetensors"  # the trainable weights of the best held-out step, in the run folder
-BEST_STEP_FILE = "heldout_best.json"
+# The trainable weights of the best held-out step, in the run folder: as of the last trainer checkpoint, and newer.
+BEST_WEIGHTS_FILE = "heldout_best.safetensors"
+PENDING_WEIGHTS_FILE = "heldout_best.pending.safetensors"
 # TRL 1.16 GRPOTrainer log keys worth watching beside the rewards (absent ones are skipped).
 DIAGNOSTIC_KEYS = ("reward_std", "frac_reward_zero_std", "kl", "entropy", "clip_ratio/region_mean",
                    "clip_ratio/low_mean", "clip_ratio/high_mean", "completions/mean_length",
@@ -114,48 +114,67 @@ def trainable_weights(model: Any) -> dict[str, Any]:
 class BestHeldOutStep:
     """The held-out curve's best step so far (highest total reward, the earliest on ties) and its weights on disk.
 
-    The weights live in the run folder beside the trainer's checkpoints, so a resumed run still knows the best
-    step it saw before the interruption; both files are replaced atomically.
+    A new best is written as pending and committed when the trainer next saves a checkpoint: a run resumed from
+    that checkpoint never keeps weights of steps it threw away. Step and reward travel in the file's metadata, and
+    each file is replaced atomically.
     """
 
-    def __init__(self, folder: str | Path):
+    def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
         self.step: int | None = None
         self.reward = -math.inf
-        marker = self.folder / BEST_STEP_FILE
-        if marker.exists() and (self.folder / BEST_WEIGHTS_FILE).exists():  # a resumed run
-            saved = json.loads(marker.read_text())
-            self.step, self.reward = int(saved["step"]), float(saved["reward"])
+        self.pending = False  # whether the best so far is newer than the last trainer checkpoint
+
+    def load(self) -> None:
+        """Pick up the committed best of an interrupted run; drop the pending one of the steps after its checkpoint."""
+        (self.folder / PENDING_WEIGHTS_FILE).unlink(missing_ok=True)
+        committed = self.folder / BEST_WEIGHTS_FILE
+        if committed.exists():
+            from safetensors import safe_open
+
+            with safe_open(str(committed), framework="pt") as handle:
+                metadata = handle.metadata() or {}
+            self.step, self.reward = int(metadata["step"]), float(metadata["reward"])
 
     def offer(self, step: int, reward: float, model: Any) -> bool:
-        """Keep the weights of `model` when `reward` beats the best so far; return whether it did."""
+        """Keep the weights of `model` (pending) when `reward` beats the best so far; return whether it did."""
         if not (math.isfinite(reward) and reward > self.reward):
             return False
         from safetensors.torch import save_file
 
         self.folder.mkdir(parents=True, exist_ok=True)
-        partial = self.folder / (BEST_WEIGHTS_FILE + ".partial")
-        save_file(trainable_weights(model), str(partial))
-        os.replace(partial, self.folder / BEST_WEIGHTS_FILE)
-        partial_marker = self.folder / (BEST_STEP_FILE + ".partial")
-        partial_marker.write_text(json.dumps({"step": step, "reward": reward}))
-        os.replace(partial_marker, self.folder / BEST_STEP_FILE)
-        self.step, self.reward = step, reward
+        partial = self.folder / (PENDING_WEIGHTS_FILE + ".partial")
+        save_file(trainable_weights(model), str(partial), metadata={"step": str(step), "reward": repr(reward)})
+        os.replace(partial, self.folder / PENDING_WEIGHTS_FILE)
+        self.step, self.reward, self.pending = step, reward, True
         return True
+
+    def commit(self) -> None:
+        """The trainer saved a checkpoint: the pending best is now one of the steps a resumed run keeps."""
+        if self.pending:
+            os.replace(self.folder / PENDING_WEIGHTS_FILE, self.folder / BEST_WEIGHTS_FILE)
+            self.pending = False
 
     def restore(self, model: Any) -> None:
         """Copy the best step's weights into `model` (the same trainable parameters, by name)."""
         import torch
         from safetensors.torch import load_file
 
-        saved = load_file(str(self.folder / BEST_WEIGHTS_FILE))
+        path = self.folder / (PENDING_WEIGHTS_FILE if self.pending else BEST_WEIGHTS_FILE)
+        saved = load_file(str(path))
         current = {name: parameter for name, parameter in model.named_parameters() if parameter.requires_grad}
         if set(saved) != set(current):
-            raise RuntimeError(f"{self.folder / BEST_WEIGHTS_FILE}: its weights do not match the model's trainable "
-                               f"parameters ({len(saved)} saved, {len(current)} trainable)")
+            raise RuntimeError(f"{path}: its weights do not match the model's trainable parameters "
+                               f"({len(saved)} saved, {len(current)} trainable)")
         with torch.no_grad():
             for name, parameter in current.items():
                 parameter.copy_(saved[name].to(parameter.device, parameter.dtype))
+
+    def remove_files(self) -> None:
+        """Delete every copy (committed, pending, half-written): the final checkpoint holds the kept weights."""
+        for name in (BEST_WEIGHTS_FILE, PENDING_WEIGHTS_FILE):
+            for path in (self.folder / name, self.folder / (name + ".partial")):
+                path.unlink(missing_ok=True)
 
 
 class HeldOutCallback(TrainerCallback):
@@ -186,9 +205,17 @@ class HeldOutCallback(TrainerCallback):
             self.best.offer(state.global_step, scores[HELDOUT_PREFIX + TOTAL_REWARD_KEY], unwrapped)
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
-        """The starting point (step 0) of a fresh run."""
+        """The starting point (step 0) of a fresh run; a resumed run's best step so far."""
+        if self.best is not None and state.is_world_process_zero:
+            self.best.load()
         if self.every > 0 and state.global_step == 0 and state.is_world_process_zero:
             self._evaluate(state, model)
+        return control
+
+    def on_save(self, args, state, control, **kwargs):
+        """A checkpoint was written: commit the best step found up to it."""
+        if self.best is not None and state.is_world_process_zero:
+            self.best.commit()
         return control
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
@@ -200,7 +227,11 @@ class HeldOutCallback(TrainerCallback):
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
         """Put the best held-out step's weights back (main process, which saves the final checkpoint)."""
-        if self.best is None or self.best.step is None or not state.is_world_process_zero:
+        if self.best is None or not state.is_world_process_zero:
+            return control
+        if self.best.step is None:
+            print("[medlib] grpo: keep_best_heldout kept no step (no finite held-out reward was scored in this run); "
+                  "the run ends on its last step", flush=True)
             return control
         unwrapped = getattr(model, "module", model)
         last = next((entry[HELDOUT_PREFIX + TOTAL_REWARD_KEY] for entry in reversed(state.log_history)

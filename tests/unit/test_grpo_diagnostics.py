@@ -115,8 +115,9 @@ class _Scripted:
 
 
 def _train_with_best_kept(monkeypatch, tmp_path, rewards: list[float], *, stop_after: int | None = None,
-                          model=None, state=None):
-    """Run the callback over 10 steps (evaluating at 0, 4, 8, 10), setting every weight to the step number."""
+                          model=None, state=None, save_at: tuple[int, ...] = ()):
+    """Run the callback over 10 steps (evaluating at 0, 4, 8, 10; a checkpoint after each step of `save_at`),
+    setting every weight to the step number."""
     import torch
 
     monkeypatch.setattr(gd, "heldout_scores", _Scripted(rewards))
@@ -128,13 +129,15 @@ def _train_with_best_kept(monkeypatch, tmp_path, rewards: list[float], *, stop_a
         with torch.no_grad():
             for parameter in model.parameters():
                 parameter.fill_(0.0)
-        callback.on_train_begin(None, state, None, model=model)
+    callback.on_train_begin(None, state, None, model=model)  # a resumed run (global_step > 0) evaluates nothing here
     for step in range(state.global_step + 1, (stop_after or 10) + 1):
         state.global_step = step
         with torch.no_grad():
             for parameter in model.parameters():
                 parameter.fill_(float(step))
         callback.on_step_end(None, state, None, model=model)
+        if step in save_at:
+            callback.on_save(None, state, None, model=model)
     if stop_after is None:
         callback.on_train_end(None, state, None, model=model)
     return callback, model, state
@@ -164,20 +167,35 @@ def test_keep_best_heldout_leaves_the_last_step_alone_when_it_is_the_best(monkey
 def test_keep_best_heldout_survives_an_interrupted_run(monkeypatch, tmp_path) -> None:
     import torch
 
-    # The first run sees its best at step 4 and is killed after step 9; the rerun resumes at step 8.
-    _, model, state = _train_with_best_kept(monkeypatch, tmp_path, [0.5, 0.9, 0.6], stop_after=9)
+    # The first run sees its best at step 4, saves checkpoint-8 and is killed after step 9; the rerun resumes at
+    # step 8 and scores only step 10 (0.7): step 4 is still the best it knows.
+    _train_with_best_kept(monkeypatch, tmp_path, [0.5, 0.9, 0.6], stop_after=9, save_at=(8,))
     resumed = SimpleNamespace(global_step=8, max_steps=10, is_world_process_zero=True, log_history=[])
-    callback, model, _ = _train_with_best_kept(monkeypatch, tmp_path, [0.6, 0.7], model=torch.nn.Linear(2, 1),
+    callback, model, _ = _train_with_best_kept(monkeypatch, tmp_path, [0.7], model=torch.nn.Linear(2, 1),
                                                state=resumed)
     assert callback.kept["step"] == 4 and callback.kept["heldout_reward"] == 0.9
     assert all(float(v) == 4.0 for p in model.parameters() for v in p.detach().flatten())
+
+
+def test_keep_best_heldout_forgets_steps_after_the_checkpoint_a_run_resumes_from(monkeypatch, tmp_path) -> None:
+    import torch
+
+    # The first run saves checkpoint-4 (best so far: step 4, 0.6), then scores 0.95 at step 8 and is killed. The
+    # rerun resumes from checkpoint-4, so step 8's first weights are gone: it chooses among 4 and its own 8, 10.
+    _train_with_best_kept(monkeypatch, tmp_path, [0.5, 0.6, 0.95], stop_after=9, save_at=(4,))
+    resumed = SimpleNamespace(global_step=4, max_steps=10, is_world_process_zero=True, log_history=[])
+    callback, model, _ = _train_with_best_kept(monkeypatch, tmp_path, [0.65, 0.62], model=torch.nn.Linear(2, 1),
+                                               state=resumed)
+    assert callback.kept == {"step": 8, "heldout_reward": 0.65, "last_step": 10, "last_heldout_reward": 0.62,
+                             "restored": True}
+    assert all(float(v) == 8.0 for p in model.parameters() for v in p.detach().flatten())
 
 
 def test_keep_best_heldout_refuses_weights_of_another_model(monkeypatch, tmp_path) -> None:
     import pytest
     import torch
 
-    _train_with_best_kept(monkeypatch, tmp_path, [0.5, 0.9, 0.6], stop_after=9)
+    _train_with_best_kept(monkeypatch, tmp_path, [0.5, 0.9, 0.6], stop_after=9, save_at=(8,))
     with pytest.raises(RuntimeError, match="heldout_best.safetensors: its weights do not match"):
         gd.BestHeldOutStep(tmp_path).restore(torch.nn.Sequential(torch.nn.Linear(2, 1)))
 
