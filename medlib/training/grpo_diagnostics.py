@@ -287,11 +287,12 @@ def diagnostics_figure(series: dict[str, tuple[list[int], list[float]]], title: 
             else:
                 ax.scatter(steps, values, s=6, alpha=0.3, color=color)
                 ax.plot(steps, smooth(values), color=color, label=label)
-        if kept_step is not None and any(key.startswith(HELDOUT_PREFIX) for key in keys):
+        marks_kept = kept_step is not None and any(key.startswith(HELDOUT_PREFIX) for key in keys)
+        if marks_kept:
             ax.axvline(kept_step, color="0.4", linestyle="--", linewidth=1, label=f"kept: step {kept_step}")
         ax.set_title(panel_title, fontsize=10)
         ax.set_xlabel("step")
-        if len(keys) > 1 or (kept_step is not None and any(key.startswith(HELDOUT_PREFIX) for key in keys)):
+        if len(keys) > 1 or marks_kept:
             ax.legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
@@ -302,7 +303,7 @@ def heldout_callback(settings: Any, processor: Any, reward_funcs: Sequence[Any],
                      run_folder: str | Path | None = None) -> HeldOutCallback | None:
     """The held-out callback a GRPO run's parameters ask for (`generation_eval_steps` > 0), on the validation split;
     `keep_best_heldout` keeps its best step's weights in `run_folder`."""
-    keep_best = getattr(settings, "keep_best_heldout", False)
+    keep_best = settings.keep_best_heldout
     if keep_best and settings.generation_eval_steps <= 0:
         raise ValueError("grpo.keep_best_heldout needs grpo.generation_eval_steps > 0: it chooses among the steps "
                          "of the held-out curve")

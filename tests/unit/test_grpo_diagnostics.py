@@ -114,6 +114,11 @@ class _Scripted:
         return {"heldout/reward": self.rewards.pop(0)}
 
 
+def _holds(model, value: float) -> bool:
+    """Whether every weight of the model equals `value` (the step whose weights it carries)."""
+    return all(float(v) == value for p in model.parameters() for v in p.detach().flatten())
+
+
 def _train_with_best_kept(monkeypatch, tmp_path, rewards: list[float], *, stop_after: int | None = None,
                           model=None, state=None, save_at: tuple[int, ...] = ()):
     """Run the callback over 10 steps (evaluating at 0, 4, 8, 10; a checkpoint after each step of `save_at`),
@@ -146,20 +151,20 @@ def _train_with_best_kept(monkeypatch, tmp_path, rewards: list[float], *, stop_a
 def test_keep_best_heldout_ends_on_the_best_step_earliest_on_ties(monkeypatch, tmp_path) -> None:
     # Steps 0, 4, 8, 10 score 0.5, 0.7, 0.7, 0.6: step 4 is the best (step 8 only ties it).
     callback, model, _ = _train_with_best_kept(monkeypatch, tmp_path, [0.5, 0.7, 0.7, 0.6])
-    assert all(float(v) == 4.0 for p in model.parameters() for v in p.detach().flatten())
+    assert _holds(model, 4.0)
     assert callback.kept == {"step": 4, "heldout_reward": 0.7, "last_step": 10, "last_heldout_reward": 0.6,
                              "restored": True}
 
 
 def test_keep_best_heldout_keeps_the_start_when_nothing_beats_it(monkeypatch, tmp_path) -> None:
     callback, model, _ = _train_with_best_kept(monkeypatch, tmp_path, [0.9, 0.8, 0.9, 0.5])
-    assert all(float(v) == 0.0 for p in model.parameters() for v in p.detach().flatten())  # the starting weights
+    assert _holds(model, 0.0)  # the starting weights
     assert callback.kept["step"] == 0 and callback.kept["restored"]
 
 
 def test_keep_best_heldout_leaves_the_last_step_alone_when_it_is_the_best(monkeypatch, tmp_path) -> None:
     callback, model, _ = _train_with_best_kept(monkeypatch, tmp_path, [0.1, 0.2, 0.3, 0.4])
-    assert all(float(v) == 10.0 for p in model.parameters() for v in p.detach().flatten())
+    assert _holds(model, 10.0)
     assert callback.kept == {"step": 10, "heldout_reward": 0.4, "last_step": 10, "last_heldout_reward": 0.4,
                              "restored": False}
 
@@ -174,7 +179,7 @@ def test_keep_best_heldout_survives_an_interrupted_run(monkeypatch, tmp_path) ->
     callback, model, _ = _train_with_best_kept(monkeypatch, tmp_path, [0.7], model=torch.nn.Linear(2, 1),
                                                state=resumed)
     assert callback.kept["step"] == 4 and callback.kept["heldout_reward"] == 0.9
-    assert all(float(v) == 4.0 for p in model.parameters() for v in p.detach().flatten())
+    assert _holds(model, 4.0)
 
 
 def test_keep_best_heldout_forgets_steps_after_the_checkpoint_a_run_resumes_from(monkeypatch, tmp_path) -> None:
@@ -188,7 +193,7 @@ def test_keep_best_heldout_forgets_steps_after_the_checkpoint_a_run_resumes_from
                                                state=resumed)
     assert callback.kept == {"step": 8, "heldout_reward": 0.65, "last_step": 10, "last_heldout_reward": 0.62,
                              "restored": True}
-    assert all(float(v) == 8.0 for p in model.parameters() for v in p.detach().flatten())
+    assert _holds(model, 8.0)
 
 
 def test_keep_best_heldout_refuses_weights_of_another_model(monkeypatch, tmp_path) -> None:
