@@ -247,7 +247,10 @@ def _merge(experiment: Experiment, stage: Stage) -> tuple[dict[str, Any], list[s
                 problems.append(f"{where}: {scope}.{key}{mismatch.where}: {mismatch}")
     if cls is not None and not problems:
         # Construct it: derived values (runs_dir, results_dir) are filled in exactly as training sees them.
-        merged = dataclasses.asdict(declaration.build(cls, merged, where=where))
+        built = declaration.build(cls, merged, where=where)
+        # Settings that cannot work together are refused here, not when their stage starts after earlier ones ran.
+        problems.extend(f"{where}: {stage.block}.{line}" for line in declaration.conflicts(built))
+        merged = dataclasses.asdict(built)
     ordered = {key: merged[key] for key in specs if key in merged}
     return ordered, problems
 

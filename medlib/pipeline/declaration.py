@@ -112,6 +112,19 @@ def build(cls: type[ParamsT], values: Mapping[str, Any], *, where: str = "parame
     return cls(**dict(values))
 
 
+def conflicts(params: Any) -> list[str]:
+    """'field: why' lines for settings of one declaration that cannot work together (its `conflicts()`, if any)."""
+    check = getattr(params, "conflicts", None)
+    return list(check()) if callable(check) else []
+
+
+def refuse_conflicts(params: Any, block: str) -> None:
+    """ValueError listing every conflict among a stage's settings, each named `block.field`."""
+    found = conflicts(params)
+    if found:
+        raise ValueError("\n".join(f"{block}.{line}" for line in found))
+
+
 def pick(cls: type[ParamsT], namespace: Mapping[str, Any]) -> ParamsT:
     """Construct a declaration from the names it declares in a namespace (a notebook's globals)."""
     names = {f.name for f in dataclasses.fields(cls)}

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from medlib.pipeline.declaration import build, pick
+from medlib.pipeline.declaration import build, pick, refuse_conflicts
 from medlib.training import grpo_diagnostics, trl_config
 from medlib.training.params import GRPOParams
 from medlib.training.rewards import RewardFunction, build_reward_functions
@@ -218,6 +218,7 @@ def train(settings: GRPOParams) -> dict[str, Any]:
 
 def run(settings: GRPOParams) -> dict[str, Any]:
     """Train in this process, or launch `num_processes` ranks with torchrun and read rank 0's summary."""
+    refuse_conflicts(settings, "grpo")  # a notebook's edited parameters cell is not read through a profile
     if settings.num_processes <= 1:
         return train(settings)
     from medlib.pipeline.workspace import stage_paths

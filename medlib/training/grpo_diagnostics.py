@@ -303,10 +303,7 @@ def heldout_callback(settings: Any, processor: Any, reward_funcs: Sequence[Any],
                      run_folder: str | Path | None = None) -> HeldOutCallback | None:
     """The held-out callback a GRPO run's parameters ask for (`generation_eval_steps` > 0), on the validation split;
     `keep_best_heldout` keeps its best step's weights in `run_folder`."""
-    keep_best = settings.keep_best_heldout
-    if keep_best and settings.generation_eval_steps <= 0:
-        raise ValueError("grpo.keep_best_heldout needs grpo.generation_eval_steps > 0: it chooses among the steps "
-                         "of the held-out curve")
+    keep_best = settings.keep_best_heldout  # without generation_eval_steps: refused by GRPOParams.conflicts
     if keep_best and run_folder is None:
         raise ValueError("grpo.keep_best_heldout needs a run folder to keep the best step's weights in")
     if settings.generation_eval_steps <= 0:

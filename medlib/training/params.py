@@ -11,6 +11,8 @@ from medlib.models.lora import LoraParams
 from medlib.pipeline.common_params import ModelParams
 from medlib.pipeline.declaration import param, retune
 
+BEST_METRICS = ("eval_loss", "task_accuracy")
+
 
 @dataclass
 class TrainingParams(LoraParams, ModelParams):
@@ -56,6 +58,21 @@ class SFTParams(TrainingParams):
     generation_eval_samples: int = param(64, "validation questions generated at each such evaluation")
     save_merged: bool = param(False, "also save a merged 16-bit model next to the adapter")
 
+    def conflicts(self) -> list[str]:
+        """'field: why' for settings that cannot work together (refused when the profile is read)."""
+        found = []
+        if self.best_metric not in BEST_METRICS:
+            found.append(f"best_metric: {self.best_metric!r} is not one of {', '.join(BEST_METRICS)}")
+        if self.best_metric == "task_accuracy" and self.generation_eval_steps <= 0:
+            found.append("best_metric: task_accuracy needs generation_eval_steps > 0 (it is scored on those "
+                         "generations)")
+        if self.early_stopping_patience > 0 and self.best_metric != "eval_loss":
+            found.append("early_stopping_patience: stops on eval_loss only; with best_metric "
+                         f"{self.best_metric!r} it would be ignored")
+        if self.early_stopping_patience > 0 and self.eval_steps <= 0:
+            found.append("early_stopping_patience: needs eval_steps > 0 (it counts evaluations)")
+        return found
+
 
 @dataclass
 class GRPOParams(TrainingParams):
@@ -90,3 +107,26 @@ class GRPOParams(TrainingParams):
     generation_eval_steps: int = param(50, "greedy answers on a fixed validation slice every N steps, scored by the rewards and the task metric: the held-out curve (0: off)")
     generation_eval_samples: int = param(64, "validation questions in that slice")
     keep_best_heldout: bool = param(False, "end on the held-out curve's best step (highest held-out reward, the earliest on ties; step 0 is the starting checkpoint), not the last")
+
+    def conflicts(self) -> list[str]:
+        """'field: why' for settings that cannot work together (refused when the profile is read)."""
+        from medlib.training.rewards.recipes import recipe_from_params
+
+        found = []
+        try:
+            recipe_from_params(self.reward_functions, self.reward_weights, self.reward_recipes)
+        except ValueError as error:  # its messages start with the field they are about
+            found.append(str(error))
+        # TRL samples whole groups: one generation batch (prompts × num_generations) spans these micro-batches.
+        generation_batch = (self.per_device_train_batch_size * max(self.num_processes, 1)
+                            * self.gradient_accumulation_steps * max(self.rollout_batch_steps, 1))
+        if generation_batch % self.num_generations:
+            found.append(f"per_device_train_batch_size: the generation batch ({generation_batch} completions: "
+                         "per_device_train_batch_size × num_processes × gradient_accumulation_steps × "
+                         f"rollout_batch_steps) is not a multiple of num_generations {self.num_generations}")
+        if self.loss_type == "dr_grpo" and self.scale_rewards != "none":
+            found.append(f"scale_rewards: loss_type dr_grpo needs scale_rewards: none, got {self.scale_rewards!r}")
+        if self.keep_best_heldout and self.generation_eval_steps <= 0:
+            found.append("keep_best_heldout: needs generation_eval_steps > 0 (it chooses among the held-out "
+                         "curve's steps)")
+        return found

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from transformers import EarlyStoppingCallback, TrainerCallback
 
-from medlib.pipeline.declaration import build, pick
+from medlib.pipeline.declaration import build, pick, refuse_conflicts
 from medlib.training import trl_config
 from medlib.training.launch import base_model_for_rank
 from medlib.training.params import SFTParams
@@ -220,6 +220,7 @@ def train(settings: SFTParams) -> dict[str, Any]:
 
 def run(settings: SFTParams) -> dict[str, Any]:
     """Train in this process, or launch `num_processes` ranks with torchrun and read rank 0's summary."""
+    refuse_conflicts(settings, "sft")  # a notebook's edited parameters cell is not read through a profile
     if settings.num_processes <= 1:
         return train(settings)
     from medlib.pipeline.workspace import ensure_base_model, stage_paths

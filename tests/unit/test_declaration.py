@@ -59,6 +59,39 @@ def test_unknown_names_are_errors_everywhere() -> None:
     assert grpo.settings_from({"max_steps": 3, "unrelated": 1}).max_steps == 3
 
 
+@pytest.mark.parametrize(("override", "message"), [
+    ("grpo.keep_best_heldout=true", r"grpo\.keep_best_heldout: needs generation_eval_steps > 0"),
+    ("grpo.reward_weights=[1.0]", r"grpo\.reward_weights has 1 values for 2 reward_functions"),
+    ("grpo.reward_functions=[format, acuracy]", r"grpo\.reward_functions: unknown reward 'acuracy'"),
+    ("grpo.num_generations=5", r"grpo\.per_device_train_batch_size: the generation batch \(64 completions"),
+    ("grpo.loss_type=dr_grpo", r"grpo\.scale_rewards: loss_type dr_grpo needs scale_rewards: none"),
+    ("sft.best_metric=accuracy", r"sft\.best_metric: 'accuracy' is not one of eval_loss, task_accuracy"),
+    ("sft.best_metric=task_accuracy", r"sft\.best_metric: task_accuracy needs generation_eval_steps > 0"),
+    ("sft.early_stopping_patience=3", r"sft\.early_stopping_patience: stops on eval_loss only"),
+])
+def test_settings_that_cannot_work_together_are_refused_when_the_profile_is_read(override: str, message: str) -> None:
+    """Refused before any stage runs, naming file and field: not when GRPO starts after an hour of SFT."""
+    extra = ["sft.generation_eval_steps=0", "grpo.generation_eval_steps=0"]
+    if override.startswith("sft.early"):
+        extra += ["sft.best_metric=task_accuracy", "sft.generation_eval_steps=5"]
+    with pytest.raises(ConfigError, match=r"params/tiny\.yaml: " + message):
+        resolved_parameters(load_experiment(TINY, [*extra, override]), discover_stages(ROOT / "notebooks"))
+    # the profile itself, and every shipped profile, has none
+    for profile in sorted((ROOT / "params").rglob("*.yaml")):
+        resolved_parameters(load_experiment(profile, []), declared_stages())
+
+
+def test_a_notebooks_edited_settings_are_checked_when_training_starts() -> None:
+    """Stepping through 30_grpo in JupyterLab reads the parameters cell, not the profile: run() refuses too."""
+    from medlib.training import grpo, sft
+
+    with pytest.raises(ValueError, match="grpo.keep_best_heldout: needs generation_eval_steps > 0"):
+        grpo.run(GRPOParams(keep_best_heldout=True, generation_eval_steps=0))
+    with pytest.raises(ValueError, match="sft.early_stopping_patience: needs eval_steps > 0"):
+        sft.run(SFTParams(early_stopping_patience=2, eval_steps=0))
+    assert declaration.conflicts(GRPOParams()) == [] and declaration.conflicts(SFTParams()) == []
+
+
 def test_grpo_lora_is_a_parameter_shared_with_sft() -> None:
     from medlib.models import lora_params_of
 

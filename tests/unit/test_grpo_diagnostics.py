@@ -205,14 +205,6 @@ def test_keep_best_heldout_refuses_weights_of_another_model(monkeypatch, tmp_pat
         gd.BestHeldOutStep(tmp_path).restore(torch.nn.Sequential(torch.nn.Linear(2, 1)))
 
 
-def test_keep_best_heldout_needs_the_heldout_curve() -> None:
-    import pytest
-
-    settings = SimpleNamespace(keep_best_heldout=True, generation_eval_steps=0)
-    with pytest.raises(ValueError, match="grpo.keep_best_heldout needs grpo.generation_eval_steps > 0"):
-        gd.heldout_callback(settings, None, [], [], run_folder=".")
-
-
 def test_diagnostics_figure_marks_the_kept_step_on_the_heldout_panels() -> None:
     series = {"reward": ([1, 2, 3], [0.1, 0.2, 0.3]), "heldout/reward": ([0, 2], [0.5, 0.4])}
     figure = gd.diagnostics_figure(series, kept_step=0)

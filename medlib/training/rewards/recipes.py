@@ -90,6 +90,10 @@ def recipe_from_params(reward_functions: Sequence[str] = (), reward_weights: Seq
         _check_recipe(recipe)
         return recipe
     names = list(reward_functions)
+    unknown = [name for name in names if name not in REWARD_FUNCTIONS]
+    if unknown:
+        raise ValueError(f"reward_functions: unknown reward {unknown[0]!r}; known rewards: "
+                         f"{', '.join(sorted(REWARD_FUNCTIONS))}")
     weights = [1.0] * len(names) if not reward_weights else list(reward_weights)
     if len(weights) != len(names):
         raise ValueError(f"reward_weights has {len(weights)} values for {len(names)} reward_functions {names}")
