@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 STAGES = ("sft", "grpo")
@@ -55,7 +56,9 @@ def run_train(args: argparse.Namespace) -> int:
 
             raise ConfigError(f"{args.settings}: not valid JSON ({error.msg}, line {error.lineno})") from None
     else:
-        values = stage_settings(args.stage, args.params, args.overrides)
+        # This process is one rank and its launcher decides how many: check the settings against that world size.
+        world = [f"{args.stage}.num_processes={int(os.environ.get('WORLD_SIZE', '1'))}"]
+        values = stage_settings(args.stage, args.params, [*args.overrides, *world])
         prepare_inputs(args.params, args.overrides)
     from medlib import models
 

@@ -5,6 +5,7 @@ Fields named as in TRL's `SFTConfig`/`GRPOConfig` pass straight through to them
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from medlib.models.lora import LoraParams
@@ -71,6 +72,10 @@ class SFTParams(TrainingParams):
                          f"{self.best_metric!r} it would be ignored")
         if self.early_stopping_patience > 0 and self.eval_steps <= 0:
             found.append("early_stopping_patience: needs eval_steps > 0 (it counts evaluations)")
+        elif self.early_stopping_patience > 0 and (self.save_steps <= 0 or self.save_steps % self.eval_steps):
+            # It ends on the best evaluated checkpoint, so transformers needs one saved at every evaluation.
+            found.append(f"save_steps: early stopping needs save_steps a multiple of eval_steps ({self.eval_steps}), "
+                         f"got {self.save_steps}")
         return found
 
 
@@ -88,7 +93,7 @@ class GRPOParams(TrainingParams):
     warmup_steps: float = retune(TrainingParams, "warmup_steps", 0.0)
     max_steps: int = retune(TrainingParams, "max_steps", 500, "optimizer steps")
     per_device_train_batch_size: int = retune(TrainingParams, "per_device_train_batch_size", 8,
-                                              "completions per device per step (a multiple of num_generations)")
+                                              "completions per device per step (× processes × accumulation: whole groups of num_generations)")
     gradient_accumulation_steps: int = retune(TrainingParams, "gradient_accumulation_steps", 1)
     num_generations: int = param(4, "completions per prompt (the group)")
     max_completion_length: int = param(256, "new tokens per completion")
@@ -117,14 +122,23 @@ class GRPOParams(TrainingParams):
             recipe_from_params(self.reward_functions, self.reward_weights, self.reward_recipes)
         except ValueError as error:  # its messages start with the field they are about
             found.append(str(error))
-        # TRL samples whole groups: one generation batch (prompts × num_generations) spans these micro-batches.
-        generation_batch = (self.per_device_train_batch_size * max(self.num_processes, 1)
-                            * self.gradient_accumulation_steps * max(self.rollout_batch_steps, 1))
-        if generation_batch % self.num_generations:
-            found.append(f"per_device_train_batch_size: the generation batch ({generation_batch} completions: "
-                         "per_device_train_batch_size × num_processes × gradient_accumulation_steps × "
-                         f"rollout_batch_steps) is not a multiple of num_generations {self.num_generations}")
-        if self.loss_type == "dr_grpo" and self.scale_rewards != "none":
+        if self.num_generations < 2:
+            found.append(f"num_generations: needs at least 2 (advantages compare completions of one prompt), "
+                         f"got {self.num_generations}")
+        elif self.rollout_batch_steps < 0:
+            found.append(f"rollout_batch_steps: must be >= 0 (0: one generation per step), got {self.rollout_batch_steps}")
+        else:
+            # TRL samples whole groups: one generation batch spans the processes, micro-batches and rollout steps.
+            factors = {"per_device_train_batch_size": self.per_device_train_batch_size,
+                       "num_processes": max(self.num_processes, 1),
+                       "gradient_accumulation_steps": self.gradient_accumulation_steps,
+                       **({"rollout_batch_steps": self.rollout_batch_steps} if self.rollout_batch_steps else {})}
+            generation_batch = math.prod(factors.values())
+            if generation_batch % self.num_generations:
+                product = " × ".join(f"{name} {value}" for name, value in factors.items())
+                found.append(f"num_generations: {self.num_generations} does not divide the generation batch "
+                             f"({generation_batch} completions = {product}); TRL samples whole groups")
+        if self.loss_type == "dr_grpo" and self.scale_rewards not in ("none", False):  # False: TRL's old "none"
             found.append(f"scale_rewards: loss_type dr_grpo needs scale_rewards: none, got {self.scale_rewards!r}")
         if self.keep_best_heldout and self.generation_eval_steps <= 0:
             found.append("keep_best_heldout: needs generation_eval_steps > 0 (it chooses among the held-out "

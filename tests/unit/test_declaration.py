@@ -63,22 +63,55 @@ def test_unknown_names_are_errors_everywhere() -> None:
     ("grpo.keep_best_heldout=true", r"grpo\.keep_best_heldout: needs generation_eval_steps > 0"),
     ("grpo.reward_weights=[1.0]", r"grpo\.reward_weights has 1 values for 2 reward_functions"),
     ("grpo.reward_functions=[format, acuracy]", r"grpo\.reward_functions: unknown reward 'acuracy'"),
-    ("grpo.num_generations=5", r"grpo\.per_device_train_batch_size: the generation batch \(64 completions"),
+    ("grpo.num_generations=5", r"grpo\.num_generations: 5 does not divide the generation batch \(64 completions = "
+                               r"per_device_train_batch_size 64 × num_processes 1 × gradient_accumulation_steps 1\)"),
+    ("grpo.num_generations=1", r"grpo\.num_generations: needs at least 2"),
+    ("grpo.reward_functions=[]", r"grpo\.reward_weights has 2 values for 0 reward_functions"),
     ("grpo.loss_type=dr_grpo", r"grpo\.scale_rewards: loss_type dr_grpo needs scale_rewards: none"),
     ("sft.best_metric=accuracy", r"sft\.best_metric: 'accuracy' is not one of eval_loss, task_accuracy"),
     ("sft.best_metric=task_accuracy", r"sft\.best_metric: task_accuracy needs generation_eval_steps > 0"),
     ("sft.early_stopping_patience=3", r"sft\.early_stopping_patience: stops on eval_loss only"),
+    ("sft.save_steps=0", r"sft\.save_steps: early stopping needs save_steps a multiple of eval_steps \(200\), got 0"),
 ])
 def test_settings_that_cannot_work_together_are_refused_when_the_profile_is_read(override: str, message: str) -> None:
     """Refused before any stage runs, naming file and field: not when GRPO starts after an hour of SFT."""
     extra = ["sft.generation_eval_steps=0", "grpo.generation_eval_steps=0"]
     if override.startswith("sft.early"):
         extra += ["sft.best_metric=task_accuracy", "sft.generation_eval_steps=5"]
+    if override == "sft.save_steps=0":
+        extra += ["sft.early_stopping_patience=2"]
     with pytest.raises(ConfigError, match=r"params/tiny\.yaml: " + message):
         resolved_parameters(load_experiment(TINY, [*extra, override]), discover_stages(ROOT / "notebooks"))
     # the profile itself, and every shipped profile, has none
     for profile in sorted((ROOT / "params").rglob("*.yaml")):
         resolved_parameters(load_experiment(profile, []), declared_stages())
+
+
+def test_the_generation_batch_counts_the_processes_that_train() -> None:
+    """2 prompts' completions per process make whole groups of 4 on 2 processes, not on 1."""
+    assert declaration.conflicts(GRPOParams(per_device_train_batch_size=2, num_generations=4, num_processes=2)) == []
+    assert declaration.conflicts(GRPOParams(per_device_train_batch_size=2, num_generations=4, num_processes=1,
+                                            rollout_batch_steps=2)) == []
+    (line,) = declaration.conflicts(GRPOParams(per_device_train_batch_size=2, num_generations=4, num_processes=1))
+    assert line.startswith("num_generations: 4 does not divide the generation batch (2 completions")
+
+
+def test_medlib_train_checks_the_launchers_world_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under torchrun each rank is one of WORLD_SIZE processes, whatever the profile's num_processes says."""
+    import argparse
+
+    from medlib.training import command
+
+    seen = {}
+    monkeypatch.setattr(command, "stage_settings", lambda stage, params, overrides: seen.setdefault("o", overrides))
+    monkeypatch.setattr(command, "prepare_inputs", lambda *_: (_ for _ in ()).throw(SystemExit(0)))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(SystemExit):
+        command.run_train(argparse.Namespace(settings=None, stage="grpo", params=str(TINY), overrides=["x.y=1"]))
+    assert seen["o"] == ["x.y=1", "grpo.num_processes=2"]
+    # and the profile check itself then accepts 2 completions a process for groups of 4
+    resolved = stage_settings("grpo", str(TINY), ["grpo.per_device_train_batch_size=2", "grpo.num_processes=2"])
+    assert resolved["num_processes"] == 2
 
 
 def test_a_notebooks_edited_settings_are_checked_when_training_starts() -> None:

@@ -112,7 +112,8 @@ def recipe_from_params(reward_functions: Sequence[str] = (), reward_weights: Seq
 def _check_recipe(recipe: Mapping[str, Mapping[str, float]]) -> None:
     """ValueError naming the first unknown scope, unknown reward or non-numeric weight."""
     if not recipe:
-        raise ValueError("no rewards: set reward_functions (with reward_weights) or reward_recipes")
+        raise ValueError("reward_functions: no rewards (empty, and no reward_recipes): set reward_functions "
+                         "(with reward_weights) or reward_recipes")
     for scope, components in recipe.items():
         if scope != DEFAULT_SCOPE and scope not in TASKS:
             raise ValueError(f"reward_recipes.{scope}: unknown task; use {DEFAULT_SCOPE!r} or one of "
