@@ -65,6 +65,16 @@ def test_expansion_writes_valid_experiments_with_their_own_dirs(tmp_path: Path) 
     assert load_experiment(points[0].path).blocks["sft"]["finetune_mode"] == "full"
 
 
+def test_the_shipped_example_sweep_expands_into_valid_experiments(tmp_path: Path) -> None:
+    """The README's `medlib sweep params/sweeps/lora.yaml`: four LoRA variants of the FLARE 2025 profile."""
+    points = expand_sweep(ROOT / "params" / "sweeps" / "lora.yaml", out_dir=tmp_path, notebooks_dir=NOTEBOOKS)
+    assert [point.name for point in points] == [
+        f"flare2025_qwen25vl7b__sft.r-{r}__sft.learning_rate-{lr}" for r in (8, 16) for lr in ("1e-4", "2e-4")]
+    stages = discover_stages(NOTEBOOKS)
+    for point in points:
+        validate_experiment(load_experiment(point.path, stages=stages), stages)
+
+
 def test_an_invalid_grid_key_names_the_key_and_keeps_no_files(tmp_path: Path) -> None:
     sweep = write_sweep(tmp_path, {"sft.learnig_rate": [0.1, 0.2]})
     with pytest.raises(ConfigError, match=r"sft\.learnig_rate.*did you mean learning_rate"):
