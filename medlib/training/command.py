@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 STAGES = ("sft", "grpo")
@@ -40,10 +43,25 @@ def prepare_inputs(params: str, overrides: list[str]) -> None:
     from medlib.pipeline import workspace
 
     data = stage_settings("sft", params, overrides, block="data_exploration")
-    workspace.prepare_data(data["data_source"], data["data_dir"], seed=data["seed"], image_size=data["image_size"],
-                           synthetic_sizes=data["synthetic_sizes"],
-                           synthetic_question_types=data["synthetic_question_types"])
-    carve_validation(data["data_dir"], data["validation_fraction"], seed=data["seed"])
+    # torchrun starts every rank at once: one generates the data set, the others then find it complete.
+    with exclusive(Path(data["data_dir"])):
+        workspace.prepare_data(data["data_source"], data["data_dir"], seed=data["seed"],
+                               image_size=data["image_size"], synthetic_sizes=data["synthetic_sizes"],
+                               synthetic_question_types=data["synthetic_question_types"])
+        carve_validation(data["data_dir"], data["validation_fraction"], seed=data["seed"])
+
+
+@contextlib.contextmanager
+def exclusive(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `folder` (a hidden lock file beside it) across processes of this machine."""
+    lock_path = folder.parent / f".{folder.name}.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def run_train(args: argparse.Namespace) -> int:
