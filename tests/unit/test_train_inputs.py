@@ -23,7 +23,7 @@ def _append_under_lock(folder: str, log: str, tag: str) -> None:
 
 
 def _prepare(data_dir: str, start) -> None:
-    """What each torchrun rank does first in `medlib train`, both starting at the same moment."""
+    """What each torchrun rank does first in `medlib train`, once every party of `start` is there."""
     start.wait()
     command.prepare_inputs(str(ROOT / "params" / "tiny.yaml"), [f"common.data_dir={data_dir}", SMALL])
 
@@ -44,20 +44,14 @@ def test_the_lock_lets_one_process_in_at_a_time(tmp_path: Path) -> None:
     assert lines[0].split()[0] == lines[1].split()[0] and lines[2].split()[0] == lines[3].split()[0]
 
 
-def _prepare_after_signal(data_dir: str, ready) -> None:
-    """Say "starting", then prepare the inputs as a rank does."""
-    ready.set()
-    command.prepare_inputs(str(ROOT / "params" / "tiny.yaml"), [f"common.data_dir={data_dir}", SMALL])
-
-
 def test_preparing_the_inputs_waits_for_the_rank_that_holds_the_data_set(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     context = multiprocessing.get_context("spawn")
-    ready = context.Event()
+    start = context.Barrier(2)
     with command.exclusive(data_dir):
-        worker = context.Process(target=_prepare_after_signal, args=(str(data_dir), ready))
+        worker = context.Process(target=_prepare, args=(str(data_dir), start))
         worker.start()
-        assert ready.wait(60)
+        start.wait(60)  # the worker is about to prepare
         time.sleep(3)  # unlocked, the small data set is written well within this
         assert not (data_dir / "synthetic.json").exists() and worker.is_alive()
     worker.join(120)
